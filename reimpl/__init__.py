@@ -2,7 +2,7 @@
 
 from .bert import BertEmbeddings, BertLayer, BertModel, BertSelfAttention
 from .loading import CheckpointError, from_pretrained
-from .recording import recording
+from .states import recording
 
 __all__ = [
     "BertEmbeddings",

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
-from .recording import name_modules, record
+from .states import name_modules, record
 
 
 @dataclasses.dataclass

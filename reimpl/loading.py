@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
     tensors = {}
     for key in expected:
         tensor = state[key].detach().to(torch.float32)
-        tensors[key] = tensor.clone() if copy and tensor is state[key] else tensor
+        tensors[key] = tensor.clone() if copy else tensor
     twin.load_state_dict(tensors, strict=True, assign=True)
     for module in twin.modules():  # assign=True replaced tied parameters: tie them again
         if hasattr(module, "tie_weights"):
@@ -113,42 +114,79 @@ def packaged_dir(name: str) -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
-def _from_hub(repo_id: str) -> Path:
-    """Download (or find in the HF cache) config, weights and tokenizer files; their folder."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+def _hub_reachable(timeout: float = 3.0) -> str | None:
+    """None if the hub's host answers a TCP connection, else why not. huggingface_hub retries a
+    dead network for ~25 s per file; this asks once."""
+    from urllib.parse import urlparse
 
-    def fetch(filename: str) -> Path | None:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError as e:
+        return f"{url.hostname}: {e.strerror or e}"
+    return None
+
+
+def _from_hub(repo_id: str) -> Path:
+    """Config, weights and tokenizer files of a hub model: from the local HF cache if all there,
+    else downloaded. Returns their folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    def fetch(filename: str, local: bool) -> Path | None:
         try:
-            return Path(hf_hub_download(repo_id, filename))
+            return Path(hf_hub_download(repo_id, filename, local_files_only=local))
+        except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: catch it first)
+            if local:
+                return None  # not cached
+            raise CheckpointError(f"could not download {filename!r} of {repo_id!r} from the Hugging Face hub") from None
         except EntryNotFoundError:
             return None
         except RepositoryNotFoundError:
             raise CheckpointError(
                 f"unknown model {repo_id!r}: not a local directory, and no such model on the Hugging Face hub"
             ) from None
-        except Exception as e:  # no network, offline mode, timeouts, HTTP errors
+        except Exception as e:  # timeouts, HTTP errors
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(
-                f"could not get {repo_id!r}: not a local directory, not in the local Hugging Face cache, "
-                f"and the hub could not be reached ({reason})"
-            ) from None
+            raise CheckpointError(f"could not download {filename!r} of {repo_id!r} from the Hugging Face hub: {reason}") from None
 
-    config = fetch("config.json")
-    if config is None:
-        raise CheckpointError(f"{repo_id!r} on the Hugging Face hub has no config.json")
-    for index, single in (("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin")):
-        if (found := fetch(index)) is not None:
-            for shard in sorted(set(json.loads(found.read_text())["weight_map"].values())):
-                fetch(shard)
-            break
-        if fetch(single) is not None:
-            break
-    else:
-        raise CheckpointError(f"{repo_id!r} on the Hugging Face hub has no model.safetensors or pytorch_model.bin")
-    for name in TOKENIZER_FILES:
-        fetch(name)
-    return config.parent
+    def fetch_all(local: bool) -> Path | None:
+        """The folder, or None if ``local`` and config or weights are not in the cache."""
+        config = fetch("config.json", local)
+        if config is None and local:
+            return None
+        if config is None:
+            raise CheckpointError(f"{repo_id!r} on the Hugging Face hub has no config.json")
+        for index, single in (("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+            if (found := fetch(index, local)) is not None:
+                shards = sorted(set(json.loads(found.read_text())["weight_map"].values()))
+                if any(fetch(shard, local) is None for shard in shards):
+                    if local:
+                        return None
+                    raise CheckpointError(f"{repo_id!r} on the Hugging Face hub lacks a shard listed in {index}")
+                break
+            if fetch(single, local) is not None:
+                break
+        else:
+            if local:
+                return None
+            raise CheckpointError(f"{repo_id!r} on the Hugging Face hub has no model.safetensors or pytorch_model.bin")
+        for name in TOKENIZER_FILES:
+            fetch(name, local)
+        return config.parent
+
+    if (cached := fetch_all(local=True)) is not None:
+        return cached
+    if (why := _hub_reachable()) is not None:
+        raise CheckpointError(
+            f"could not get {repo_id!r}: it is not a local directory, not in the local Hugging Face cache, "
+            f"and the hub can't be reached ({why})"
+        )
+    return fetch_all(local=False)
 
 
 def resolve(name_or_path: str | Path) -> Path:
