@@ -50,11 +50,36 @@ def bert_state_dict(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _architectures() -> dict[str, tuple[Any, Any, Callable]]:
-    """model_type -> (twin config class, twin model class, key mapping)."""
-    from . import bert
+def gpt2_state_dict(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """GPT-2 checkpoints as found: the hub's ``gpt2`` was saved from GPT2Model, so its keys have
+    no ``transformer.`` prefix and it has no ``lm_head.weight``; it also carries each layer's
+    causal-mask buffer ``h.N.attn.bias`` (older saves also ``h.N.attn.masked_bias``, the -1e4 fill
+    value), which transformers 5 no longer uses: the mask is built per call. Saves from
+    GPT2LMHeadModel carry the prefix, and may carry ``lm_head.weight``. The LM head is tied to the
+    token embedding, so ``lm_head.weight`` is always ``transformer.wte.weight``."""
+    out = {}
+    for key, tensor in raw.items():
+        if key.startswith("transformer."):
+            key = key[len("transformer.") :]
+        elif not key.startswith(("wte.", "wpe.", "h.", "ln_f.")):
+            continue  # lm_head.weight (tied: set from wte below), multiple_choice_head.*, score.*: not the twin's
+        if key.split(".")[-2:] in (["attn", "bias"], ["attn", "masked_bias"]):
+            continue  # buffers, not weights (``attn.c_attn.bias`` is a weight and stays)
+        out["transformer." + key] = tensor
+    if "transformer.wte.weight" in out:
+        out["lm_head.weight"] = out["transformer.wte.weight"]
+    return out
 
-    return {"bert": (bert.BertConfig, bert.BertModel, bert_state_dict)}
+
+def _architectures() -> dict[str, tuple[Any, Any, Callable, Callable]]:
+    """model_type -> (twin config class, twin model class, key mapping, the model's extra arguments given the state)."""
+    from . import bert, gpt2
+
+    return {
+        # A BERT checkpoint may have no pooler (sentence-transformers drop it): build the twin without one.
+        "bert": (bert.BertConfig, bert.BertModel, bert_state_dict, lambda state: ("pooler.dense.weight" in state,)),
+        "gpt2": (gpt2.GPT2Config, gpt2.GPT2LMHeadModel, gpt2_state_dict, lambda state: ()),
+    }
 
 
 def supported_model_types() -> list[str]:
@@ -253,13 +278,10 @@ def from_pretrained(name_or_path: str | Path) -> nn.Module:
         raise CheckpointError(
             f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(architectures))}"
         )
-    config_cls, model_cls, to_twin_keys = architectures[model_type]
+    config_cls, model_cls, to_twin_keys, model_args = architectures[model_type]
     try:
         config = config_cls.from_dict(config_dict)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{model_type} config in {str(folder)!r} is not supported: {e}") from None
     state = to_twin_keys(read_state_dict(folder))
-    extra = ()
-    if model_type == "bert":
-        extra = ("pooler.dense.weight" in state,)
-    return build(model_cls, config, state, *extra)
+    return build(model_cls, config, state, *model_args(state))
