@@ -7,14 +7,12 @@ same value caught inside transformers' modules by hooks, so a difference is pinn
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 import transformers
-from torch.nn import functional as F
 
 import reimpl
+from annotate.capture import heads_merged, hf_states
 from reimpl import BertLayer, BertModel, BertSelfAttention, recording
 from tests.conftest import hub_cached
 
@@ -23,89 +21,6 @@ SENTENCES = [
     "Attention is all you need, said the paper, and the field listened.",
     "Short one.",
 ]
-
-
-# --- catching transformers' intermediate values ------------------------------------------------
-
-
-@contextlib.contextmanager
-def hf_states(hf: torch.nn.Module):
-    """Hooks on a transformers BertModel that catch, under the twin's names, what each step produced.
-
-    Q/K/V are caught as the Linear outputs (B, T, C); `heads_merged` turns the twin's (B, nh, T, hs)
-    into that layout (a copy: exact). Residual sums are the inputs of the LayerNorms that follow them.
-    The scaled scores are what eager_attention_forward hands to softmax (plus the mask: see callers).
-    """
-    caught: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def out(name, index=None):
-        def hook(module, args, output):
-            caught[name] = output if index is None else output[index]
-
-        return hook
-
-    def inp(name):
-        def hook(module, args):
-            caught[name] = args[0]
-
-        return hook
-
-    def on(module, name, index=None):
-        handles.append(module.register_forward_hook(out(name, index)))
-
-    def before(module, name):
-        handles.append(module.register_forward_pre_hook(inp(name)))
-
-    e = hf.embeddings
-    on(e.word_embeddings, "embeddings.word_embeddings")
-    on(e.token_type_embeddings, "embeddings.token_type_embeddings")
-    on(e.position_embeddings, "embeddings.position_embeddings")
-    before(e.LayerNorm, "embeddings.sum")
-    on(e.LayerNorm, "embeddings.LayerNorm")
-    for i, layer in enumerate(hf.encoder.layer):
-        p = f"encoder.layer.{i}"
-        s = layer.attention.self
-        on(s.query, f"{p}.attention.self.query")
-        on(s.key, f"{p}.attention.self.key")
-        on(s.value, f"{p}.attention.self.value")
-        on(s, f"{p}.attention.self.context", 0)
-        on(s, f"{p}.attention.self.probs", 1)
-        on(layer.attention.output.dense, f"{p}.attention.output.dense")
-        before(layer.attention.output.LayerNorm, f"{p}.attention.output.residual")
-        on(layer.attention.output.LayerNorm, f"{p}.attention.output.LayerNorm")
-        on(layer.intermediate.dense, f"{p}.intermediate.dense")
-        on(layer.intermediate, f"{p}.intermediate.intermediate_act_fn")
-        on(layer.output.dense, f"{p}.output.dense")
-        before(layer.output.LayerNorm, f"{p}.output.residual")
-        on(layer.output.LayerNorm, f"{p}.output.LayerNorm")
-        on(layer, p)
-    if hf.pooler is not None:
-        on(hf.pooler.dense, "pooler.dense")
-        on(hf.pooler, "pooler.activation")
-
-    # The scores never leave eager_attention_forward: catch them as softmax's input, in layer order.
-    softmax_inputs: list[torch.Tensor] = []
-    real_softmax = F.softmax
-
-    def spy(x, *args, **kwargs):
-        softmax_inputs.append(x)
-        return real_softmax(x, *args, **kwargs)
-
-    F.softmax = spy
-    try:
-        yield caught
-    finally:
-        F.softmax = real_softmax
-        for h in handles:
-            h.remove()
-    for i, x in enumerate(softmax_inputs):
-        caught[f"encoder.layer.{i}.attention.self.scores+mask"] = x
-
-
-def heads_merged(x: torch.Tensor) -> torch.Tensor:
-    B, nh, T, hs = x.shape
-    return x.transpose(1, 2).reshape(B, T, nh * hs)
 
 
 def assert_states_equal(hf: torch.nn.Module, twin: BertModel, enc: dict[str, torch.Tensor]) -> int:
