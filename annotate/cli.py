@@ -69,6 +69,7 @@ def run_trace(args: argparse.Namespace) -> int:
     console = Console()
     view = render.View.parse(layers=args.layers, heads=args.heads, stages=args.stages, grid=args.grid)
     result = tracer.trace(args.model, args.text, diff=args.diff, top_k=args.top_k, progress=not args.json)
+    view.check(result)  # the layers, heads and stages asked for exist in this model (also for --json)
     if args.save:
         tracer.save(result, args.save)
     if args.json:

@@ -1,0 +1,460 @@
+"""`annotate trace`, run in-process: on the real MiniLM weights and on random GPT-2 checkpoints
+written by tests/checkpoints.py. Tables, --diff (bit-identical, and a perturbed twin that isn't),
+the JSON schema, --save, the view options, and one clear line for every kind of bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import reimpl
+from annotate import tracer
+from annotate.cli import main
+from tests.checkpoints import write_bert, write_gpt2
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXT = "The cat sat on the mat."
+TOKENS = ["[CLS]", "the", "cat", "sat", "on", "the", "mat", ".", "[SEP]"]
+BERT_STEPS = [  # per layer, in forward order
+    "attention.self.query", "attention.self.key", "attention.self.value", "attention.self.scores",
+    "attention.self.probs", "attention.self.context", "attention.output.dense", "attention.output.residual",
+    "attention.output.LayerNorm", "intermediate.dense", "intermediate.intermediate_act_fn", "output.dense",
+    "output.residual", "output.LayerNorm",
+]
+GPT2_STEPS = [
+    "ln_1", "attn.query", "attn.key", "attn.value", "attn.scores", "attn.probs", "attn.context", "attn.c_proj",
+    "attn.residual", "ln_2", "mlp.c_fc", "mlp.act", "mlp.c_proj", "mlp.residual",
+]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """main() in-process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["trace", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_json(*args: str) -> tuple[int, dict]:
+    code, out, err = run(*args, "--json")
+    assert err == "", err
+    return code, json.loads(out)
+
+
+def perturbed(monkeypatch, key: str) -> None:
+    """Make the loader hand out twins with one weight nudged (transformers' model is untouched)."""
+    real = reimpl.loading.from_pretrained
+
+    def from_pretrained(name_or_path):
+        twin = real(name_or_path)
+        with torch.no_grad():
+            twin.state_dict()[key].view(-1)[0] += 1e-3
+        return twin
+
+    monkeypatch.setattr(reimpl.loading, "from_pretrained", from_pretrained)
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory) -> Path:
+    return write_gpt2(tmp_path_factory.mktemp("gpt2"), n_layer=3)
+
+
+@pytest.fixture(scope="module")
+def minilm_diff() -> tuple[int, dict]:
+    return run_json(MINILM, TEXT, "--diff")
+
+
+@pytest.fixture(scope="module")
+def gpt2_diff(gpt2_dir) -> tuple[int, dict]:
+    return run_json(str(gpt2_dir), "The cat sat on the", "--diff", "--top-k", "7")
+
+
+def expected_names(prefix: str, steps: list[str], layers: int) -> list[str]:
+    names = []
+    for i in range(layers):
+        names += [f"{prefix}.{i}.{step}" for step in steps] + [f"{prefix}.{i}"]
+    return names
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def test_minilm_tables_show_every_stage_and_token():
+    code, out, err = run(MINILM, TEXT)
+    assert code == 0 and err == ""
+    for name in expected_names("encoder.layer", BERT_STEPS, 6) + ["embeddings.word_embeddings", "embeddings.LayerNorm", "pooler.activation", "last_hidden_state"]:
+        assert name in out, name
+    for i, token in enumerate(TOKENS):
+        assert f"{i}:{token}(" in out
+    assert "layer 5: the tokens each token attends to most, per head" in out
+    assert "head 11" in out and "max|diff|" not in out
+
+
+def test_gpt2_tables_show_stages_tokens_and_predictions(gpt2_dir):
+    code, out, err = run(str(gpt2_dir), "The cat sat on the", "--top-k", "3")
+    assert code == 0 and err == ""
+    for name in expected_names("transformer.h", GPT2_STEPS, 3) + ["transformer.wte", "transformer.sum", "transformer.ln_f"]:
+        assert name in out, name
+    assert "0:The(" in out and "Ġcat" in out
+    assert "next token" in out and "probability" in out
+
+
+# --- --diff --------------------------------------------------------------------------------------
+
+
+def test_minilm_diff_every_stage_exactly_zero(minilm_diff):
+    code, trace = minilm_diff
+    assert code == 0
+    assert len(trace["stages"]) == 5 + 6 * 15 + 2 + 1  # embeddings, 6 layers, pooler, last_hidden_state
+    for stage in trace["stages"]:
+        assert stage["max_abs_diff"] == 0.0, stage["name"]
+
+
+def test_gpt2_diff_every_stage_exactly_zero(gpt2_diff):
+    code, trace = gpt2_diff
+    assert code == 0
+    assert len(trace["stages"]) == 3 + 3 * 15 + 1  # embeddings, 3 blocks, ln_f
+    for stage in trace["stages"]:
+        assert stage["max_abs_diff"] == 0.0, stage["name"]
+    assert trace["logits_max_abs_diff"] == 0.0
+
+
+def test_diff_table_closing_line():
+    code, out, _ = run(MINILM, "Short one.", "--diff")
+    assert code == 0
+    assert "all 98 stages are bit-identical to transformers (eager, fp32)" in out
+    assert "max|diff|" in out
+
+
+@pytest.mark.parametrize(
+    "weight, first",
+    [
+        ("encoder.layer.2.attention.self.key.weight", "encoder.layer.2.attention.self.key"),
+        ("encoder.layer.4.output.LayerNorm.bias", "encoder.layer.4.output.LayerNorm"),
+        ("embeddings.position_embeddings.weight", "embeddings.position_embeddings"),
+    ],
+)
+def test_perturbed_bert_twin_names_first_divergence(monkeypatch, weight, first):
+    perturbed(monkeypatch, weight)
+    code, trace = run_json(MINILM, TEXT, "--diff")
+    assert code == 1
+    names = [s["name"] for s in trace["stages"]]
+    diffs = [s["max_abs_diff"] for s in trace["stages"]]
+    at = names.index(first)
+    assert all(d == 0.0 for d in diffs[:at]) and diffs[at] > 0
+    code, out, _ = run(MINILM, TEXT, "--diff")
+    assert code == 1
+    assert f"first divergence: {first} " in out
+
+
+def test_perturbed_gpt2_twin_names_first_divergence(monkeypatch, gpt2_dir):
+    perturbed(monkeypatch, "transformer.h.1.mlp.c_fc.weight")
+    code, out, _ = run(str(gpt2_dir), "The cat sat", "--diff")
+    assert code == 1
+    assert "first divergence: transformer.h.1.mlp.c_fc " in out
+
+
+# --- --json --------------------------------------------------------------------------------------
+
+
+def check_schema(trace: dict, model: str, model_type: str) -> None:
+    assert {"model", "model_type", "tokens", "stages"} <= set(trace)
+    assert trace["model"] == model and trace["model_type"] == model_type
+    assert isinstance(trace["tokens"], list) and all(isinstance(t, str) for t in trace["tokens"])
+    for stage in trace["stages"]:
+        assert set(stage) == {"name", "layer", "shape", "stats", "max_abs_diff"}
+        assert isinstance(stage["name"], str)
+        assert stage["layer"] is None or isinstance(stage["layer"], int)
+        assert isinstance(stage["shape"], list) and all(isinstance(n, int) for n in stage["shape"])
+        assert set(stage["stats"]) == {"mean", "std", "min", "max"}
+        assert all(isinstance(v, float) for v in stage["stats"].values())
+        assert stage["stats"]["min"] <= stage["stats"]["mean"] <= stage["stats"]["max"]
+        assert stage["max_abs_diff"] is None or isinstance(stage["max_abs_diff"], float)
+
+
+def test_minilm_json_schema_and_forward_order():
+    code, trace = run_json(MINILM, TEXT)
+    assert code == 0
+    check_schema(trace, MINILM, "bert")
+    assert trace["tokens"] == TOKENS
+    names = [s["name"] for s in trace["stages"]]
+    embeddings = ["embeddings.word_embeddings", "embeddings.token_type_embeddings", "embeddings.position_embeddings", "embeddings.sum", "embeddings.LayerNorm"]
+    assert names == embeddings + expected_names("encoder.layer", BERT_STEPS, 6) + ["pooler.dense", "pooler.activation", "last_hidden_state"]
+    for s in trace["stages"]:
+        assert s["max_abs_diff"] is None
+        assert s["layer"] == (int(s["name"].split(".")[2]) if s["name"].startswith("encoder.layer.") else None)
+    by_name = {s["name"]: s for s in trace["stages"]}
+    assert by_name["encoder.layer.0.attention.self.query"]["shape"] == [1, 12, 9, 32]
+    assert by_name["encoder.layer.0.attention.self.probs"]["shape"] == [1, 12, 9, 9]
+    assert by_name["last_hidden_state"]["shape"] == [1, 9, 384]
+    assert by_name["last_hidden_state"]["stats"] == by_name["encoder.layer.5"]["stats"]  # the last layer's output
+    assert by_name["encoder.layer.3.attention.self.probs"]["stats"]["mean"] == pytest.approx(1 / 9)  # rows sum to 1
+
+
+def test_gpt2_json_schema_order_and_predictions(gpt2_diff, gpt2_dir):
+    _, trace = gpt2_diff
+    check_schema(trace, str(gpt2_dir), "gpt2")
+    names = [s["name"] for s in trace["stages"]]
+    assert names == ["transformer.wte", "transformer.wpe", "transformer.sum"] + expected_names("transformer.h", GPT2_STEPS, 3) + ["transformer.ln_f"]
+    predictions = trace["predictions"]
+    assert len(predictions) == 7
+    assert all(set(p) == {"id", "token", "text", "prob"} for p in predictions)
+    probs = [p["prob"] for p in predictions]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    # the same as transformers' own next-token distribution at the last position
+    import transformers
+
+    hf = transformers.GPT2LMHeadModel.from_pretrained(gpt2_dir, attn_implementation="eager").eval()
+    logits = hf(torch.tensor([trace["ids"]])).logits[0, -1]
+    top = torch.softmax(logits.double(), -1).topk(7)
+    assert [p["id"] for p in predictions] == top.indices.tolist()
+    assert probs == pytest.approx(top.values.tolist(), rel=1e-6)
+
+
+# --- --save --------------------------------------------------------------------------------------
+
+
+def test_save_round_trips(tmp_path):
+    result = tracer.trace(MINILM, TEXT, progress=False)
+    tracer.save(result, tmp_path / "direct.safetensors")
+    loaded = load_file(tmp_path / "direct.safetensors")
+    assert list(loaded) and set(loaded) == set(result.states)
+    for name, x in result.states.items():
+        assert torch.equal(loaded[name], x), name
+    with safe_open(tmp_path / "direct.safetensors", "pt") as f:
+        assert json.loads(f.metadata()["tokens"]) == TOKENS
+
+    code, _, _ = run(MINILM, TEXT, "--save", str(tmp_path / "cli.safetensors"), "--json")
+    assert code == 0
+    from_cli = load_file(tmp_path / "cli.safetensors")
+    assert set(from_cli) == set(loaded) and all(torch.equal(from_cli[k], loaded[k]) for k in loaded)
+
+
+def test_save_gpt2_includes_logits(tmp_path, gpt2_dir):
+    code, _, _ = run(str(gpt2_dir), "The cat", "--save", str(tmp_path / "t.safetensors"), "--json")
+    assert code == 0
+    saved = load_file(tmp_path / "t.safetensors")
+    assert saved["lm_head"].shape[:2] == (1, 2) and "transformer.ln_f" in saved
+    assert saved["transformer.h.0.attn.query"].is_contiguous()
+
+
+# --- view options ---------------------------------------------------------------------------------
+
+
+def test_layers_narrow_the_output():
+    _, out, _ = run(MINILM, TEXT, "--layers", "1,3-4")
+    for i in (1, 3, 4):
+        assert f"encoder.layer.{i}.attention.self.query" in out and f"layer {i}: the tokens" in out
+    for i in (0, 2, 5):
+        assert f"encoder.layer.{i}." not in out and f"layer {i}: the tokens" not in out
+    assert "embeddings.LayerNorm" in out  # stages outside the layers stay
+
+
+def test_heads_narrow_the_attention_account():
+    _, out, _ = run(MINILM, TEXT, "--layers", "0", "--heads", "0-1")
+    assert "head 0" in out and "head 1" in out and "head 2" not in out
+
+
+def test_stages_narrow_the_tables():
+    _, out, _ = run(MINILM, TEXT, "--stages", "query,output.LayerNorm")
+    assert "encoder.layer.0.attention.self.query" in out
+    assert "encoder.layer.0.attention.output.LayerNorm" in out and "encoder.layer.0.output.LayerNorm" in out
+    assert "attention.self.key" not in out and "intermediate.dense" not in out and "embeddings.sum" not in out
+    assert "attends to most" not in out  # probs not asked for: no attention account
+
+
+def test_grid_prints_one_head():
+    _, out, _ = run(MINILM, TEXT, "--layers", "2", "--stages", "probs", "--grid", "2.3")
+    assert "layer 2, head 3: attention" in out
+    grid = out.split("layer 2, head 3: attention")[1].split("\n", 1)[1]  # below the heading
+    lines = [line.split() for line in grid.splitlines() if line.strip()]
+    assert lines[0] == TOKENS  # the header: one column per attended token
+    rows = lines[1 : 1 + len(TOKENS)]
+    assert [r[0] for r in rows] == TOKENS  # one row per token, labelled
+    for r in rows:
+        assert len(r) == 1 + len(TOKENS) and sum(map(float, r[1:])) == pytest.approx(1, abs=0.03)  # rounded weights
+
+
+def test_gpt2_grid_is_causal(gpt2_dir):
+    _, out, _ = run(str(gpt2_dir), "The cat sat", "--grid", "0.1", "--stages", "probs")
+    header, first, second, third = out.split("layer 0, head 1: attention")[1].splitlines()[1:5]
+    assert header.split() == ["The", "Ġcat", "Ġsat"]
+    assert first.split() == ["The", "1.00", "0.00", "0.00"]  # the first token sees only itself
+    assert second.split()[0] == "Ġcat" and second.split()[-1] == "0.00"  # nor the future
+    assert third.split()[0] == "Ġsat" and "0.00" not in third.split()[1:]  # the last sees all (random weights: none ~0)
+
+
+# --- bad input: one line on stderr, exit 2 ---------------------------------------------------------
+
+
+def assert_one_error_line(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("annotate: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--layers", "x"], "--layers 'x'"),
+        (["--layers", "3-1"], "not a layer range"),
+        (["--layers", "6"], "no layer 6"),
+        (["--heads", "0,12"], "no head 12"),
+        (["--grid", "3"], "expected LAYER.HEAD"),
+        (["--grid", "6.0"], "--grid 6.0"),
+        (["--grid", "0.12"], "--grid 0.12"),
+        (["--stages", "query,nosuch"], "no stage is named 'nosuch'"),
+        (["--stages", ","], "--stages"),
+        (["--top-k", "0"], "--top-k"),
+    ],
+)
+def test_bad_view_options(options, fragment):
+    assert_one_error_line(*run(MINILM, TEXT, *options), fragment)
+    assert_one_error_line(*run(MINILM, TEXT, *options, "--json"), fragment)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> dict[str, Path]:
+    """Checkpoint folders that are wrong in one way each."""
+    root = tmp_path_factory.mktemp("broken")
+    (root / "empty").mkdir()
+    bert = write_bert(root / "no-weights", max_position_embeddings=16)
+    (bert / "model.safetensors").unlink()
+    t5 = root / "t5"
+    t5.mkdir()
+    (t5 / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 32}))
+    missing = write_bert(root / "missing-tensor")
+    state = load_file(missing / "model.safetensors")
+    del state["encoder.layer.1.attention.self.value.weight"]
+    save_file(state, missing / "model.safetensors")
+    write_bert(root / "short-bert", max_position_embeddings=16)
+    no_tokenizer = write_bert(root / "no-tokenizer")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (no_tokenizer / name).unlink()
+    return {p.name: p for p in root.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "folder, text, fragments",
+    [
+        ("empty", TEXT, ["has no config.json"]),
+        ("no-weights", TEXT, ["has no model.safetensors or pytorch_model.bin"]),
+        ("t5", TEXT, ["model_type 't5' is not supported", "bert, gpt2"]),
+        ("missing-tensor", TEXT, ["checkpoint has no tensor 'encoder.layer.1.attention.self.value.weight'"]),
+        ("short-bert", "word " * 15, ["17 tokens long", "at most 16 (max_position_embeddings)"]),
+        ("no-tokenizer", TEXT, ["no tokenizer.json"]),
+    ],
+)
+def test_bad_checkpoints(broken, folder, text, fragments):
+    assert_one_error_line(*run(str(broken[folder]), text), *fragments)
+
+
+def test_vocab_txt_without_tokenizer_json(tmp_path, minilm_dir):
+    """A checkpoint with only vocab.txt (older BERT saves) is tokenized by AutoTokenizer instead."""
+    folder = write_bert(tmp_path / "vocab-only")
+    (folder / "tokenizer.json").unlink()
+    code, trace = run_json(str(folder), TEXT)
+    assert code == 0 and trace["tokens"] == TOKENS
+
+
+def test_short_bert_takes_exactly_its_limit(broken):
+    code, trace = run_json(str(broken["short-bert"]), "word " * 14)  # 14 words + [CLS] + [SEP] = 16
+    assert code == 0 and len(trace["tokens"]) == 16
+
+
+def test_minilm_text_too_long():
+    assert_one_error_line(*run(MINILM, "word " * 511), "513 tokens long", "at most 512")
+
+
+def test_gpt2_text_too_long_and_empty(gpt2_dir):
+    assert_one_error_line(*run(str(gpt2_dir), "the " * 65), "tokens long", "at most 64 (n_positions)")
+    assert_one_error_line(*run(str(gpt2_dir), ""), "no tokens")
+
+
+def test_bert_empty_text_is_cls_sep():
+    code, trace = run_json(MINILM, "")
+    assert code == 0 and trace["tokens"] == ["[CLS]", "[SEP]"]
+
+
+def test_not_a_directory():
+    assert_one_error_line(*run("./no/such/checkpoint", TEXT), "is not a checkpoint directory")
+
+
+def test_hub_unreachable(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert_one_error_line(*run("no-such-user/no-such-model", TEXT), "'no-such-user/no-such-model'", "the hub can't be reached")
+
+
+def test_unknown_hub_model(monkeypatch):
+    """A reachable hub that has no such repository (simulated: no network in tests)."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    def hf_hub_download(repo_id, filename, local_files_only=False, **kwargs):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)
+        Exception.__init__(error, "404 Client Error: Repository Not Found")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(reimpl.loading, "_hub_reachable", lambda timeout=3.0: None)
+    assert_one_error_line(*run("no-such-user/no-such-model", TEXT), "unknown model 'no-such-user/no-such-model'")
+
+
+# --- tokenizer and imports -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["minilm", "gpt2"])
+def test_tokenizer_json_matches_autotokenizer(which, minilm_dir, gpt2_dir):
+    """The tracer reads tokenizer.json with `tokenizers` (transformers is not imported); it must
+    give what transformers' AutoTokenizer gives."""
+    from transformers import AutoTokenizer
+
+    folder = minilm_dir if which == "minilm" else gpt2_dir
+    ours, theirs = tracer.Tokenizer(folder), AutoTokenizer.from_pretrained(folder)
+    for text in [TEXT, "", "Héllo WORLD!!  naïve café 東京 🙂", "Paris is the capital of [MASK].", "a " * 300, " leading  and trailing "]:
+        ids, tokens, _ = ours.encode(text)
+        assert ids == theirs(text)["input_ids"], text
+        assert tokens == theirs.convert_ids_to_tokens(ids), text
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    code = (
+        "import sys\n"
+        "from annotate.cli import build_parser\n"
+        "try:\n    build_parser().parse_args(['trace', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"
+    assert "--diff" in result.stdout and "--grid" in result.stdout
+
+
+def test_trace_without_diff_imports_no_transformers():
+    code = (
+        "import sys, io, contextlib\n"
+        "from annotate.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['trace', {MINILM!r}, 'Hi.', '--json']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers' or m == 'torch._dynamo'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
