@@ -155,35 +155,33 @@ def _label(token: str, width: int = 10) -> str:
     return token if len(token) <= width else token[: width - 1] + "…"
 
 
-def _attention_tables(trace, layer: int, view: View, width: int) -> list[Table]:
+def _attention_account(trace, layer: int, view: View, width: int) -> Text:
     """Per head (a column), for each token (a row), the two tokens it attends to most, with their
-    weights. As many heads side by side as fit the console; the rest in further tables."""
+    weights. As many heads side by side as fit the console; the rest in further blocks. Laid out
+    by hand rather than as a rich Table: a table this size takes rich ~40 ms per layer to measure."""
     probs = trace.attention(layer)  # (nh, T, T)
     T = probs.shape[-1]
     top = probs.topk(min(2, T), dim=-1)  # per head and query token: (nh, T, k)
+    values, indices = top.values.tolist(), top.indices.tolist()
     labels = [_label(t, 8) for t in trace.tokens]
     heads = [h for h in range(probs.shape[0]) if view.shows_head(h)]
-    label_width = max(map(len, labels)) + 1
-    per_table = max(1, (width - label_width) // 12)  # a cell: "[SEP] 0.42" and a space
-    tables = []
-    for start in range(0, len(heads), per_table):
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("token", no_wrap=True)
-        chunk = heads[start : start + per_table]
-        for h in chunk:
-            table.add_column(f"head {h}", no_wrap=True)
+    first = max(map(len, labels + ["token"])) + 2  # the token column
+    cell = max(map(len, labels)) + len(" 0.00") + 2  # "[SEP] 0.42" and a gap
+    per_block = max(1, (width - first) // cell)
+    text = Text(no_wrap=True)
+    for start in range(0, len(heads), per_block):
+        chunk = heads[start : start + per_block]
+        text.append("token".ljust(first) + "".join(f"head {h}".ljust(cell) for h in chunk).rstrip() + "\n", style="bold")
         for i in range(T):
-            cells = []
-            for h in chunk:
-                lines = [
-                    f"{labels[j]} {w:.2f}"
-                    for w, j in zip(top.values[h, i].tolist(), top.indices[h, i].tolist())
-                    if w > 0  # GPT-2's first token can only see itself
-                ]
-                cells.append("\n".join(lines))
-            table.add_row(Text(labels[i], style="bold"), *cells)
-        tables.append(table)
-    return tables
+            for rank in range(len(values[0][0])):
+                text.append((labels[i] if rank == 0 else "").ljust(first), style="bold")
+                cells = []
+                for h in chunk:
+                    w, j = values[h][i][rank], indices[h][i][rank]
+                    cells.append((f"{labels[j]} {w:.2f}" if w > 0 else "").ljust(cell))  # w == 0: GPT-2's first token sees only itself
+                text.append("".join(cells).rstrip() + "\n")
+    text.rstrip()
+    return text
 
 
 def _heat(p: float) -> str:
@@ -244,8 +242,7 @@ def render(trace, view: View, console: Console) -> None:
             console.print(_stage_table(trace, stages))
         if attention:
             console.print(Text(f"layer {layer}: the tokens each token attends to most, per head", style="bold"))
-            for table in _attention_tables(trace, layer, view, console.width):
-                console.print(table)
+            console.print(_attention_account(trace, layer, view, console.width))
     if after:
         console.print(Rule("output", align="left"))
         console.print(_stage_table(trace, after))
