@@ -293,6 +293,22 @@ def test_causal_mask_matches_transformers(padding, past):
     assert torch.equal(ours.expand(B, 1, T, past + T), theirs)
 
 
+def test_mask_must_cover_cache_and_input():
+    twin = GPT2LMHeadModel.from_hf(random_gpt2())
+    cache = KVCache()
+    twin(random_ids(101, T=4), cache=cache)
+    with pytest.raises(ValueError, match="covers 1 tokens; cache \\+ input have 5"):
+        twin(random_ids(101, T=1), torch.ones(3, 1, dtype=torch.long), cache)
+
+
+def test_gpt2model_from_hf():
+    hf = random_gpt2()
+    ids, mask = random_ids(101), padding_mask(3, 11, "left")
+    model = reimpl.GPT2Model.from_hf(hf.transformer)
+    assert torch.equal(model(ids, mask), hf.transformer(ids, attention_mask=mask, use_cache=False).last_hidden_state)
+    assert torch.equal(model(ids, mask, KVCache()), hf.transformer(ids, attention_mask=mask).last_hidden_state)
+
+
 def test_fully_masked_rows_match_hf():
     """Left padding: a query on a padding token sees no key. HF's row is uniform over all keys
     (every score + finfo.min rounds to finfo.min); the twin's is the same, bit for bit."""
