@@ -51,6 +51,10 @@ VALUES = {("activations", "ACT2CLS"), ("activations", "ACT2FN")}
 INSTANCES = {("modeling_utils", "ALL_ATTENTION_FUNCTIONS"): "AttentionInterface"}
 
 MODEL_FILES = {"bert": "modeling_bert", "gpt2": "modeling_gpt2"}
+# The classes a reader meets first (guides/01-map.md), suggested first for a bare method name.
+CALL_PATH = ["BertSelfAttention", "GPT2Attention", "BertLayer", "GPT2Block", "BertModel", "GPT2Model",
+             "BertEmbeddings", "GPT2MLP", "GPT2LMHeadModel", "BertAttention", "BertSelfOutput",
+             "BertIntermediate", "BertOutput", "BertEncoder", "Conv1D", "DynamicLayer", "DynamicCache"]
 TWIN_MODULES = {"modeling_bert": "reimpl.bert", "modeling_gpt2": "reimpl.gpt2"}
 
 
@@ -178,7 +182,15 @@ TWINS: dict[tuple[str, str], Twin | dict[str, Twin]] = {
     ("modeling_utils", "ALL_ATTENTION_FUNCTIONS"): Twin(
         None, "no registry in the twins: they compute eager_attention_forward's math inline (annotate source eager_attention_forward)"
     ),
-    ("modeling_utils", "PreTrainedModel"): Twin("reimpl.loading:from_pretrained", "the twins' loader: config.json and weights, no model code"),
+    ("modeling_utils", "PreTrainedModel"): Twin(
+        None, "no twin: the twins are plain nn.Modules; their loader is reimpl.loading.from_pretrained"
+    ),
+    ("modeling_utils", "PreTrainedModel.from_pretrained"): Twin(
+        "reimpl.loading:from_pretrained", "the twins' loader: config.json and weights, no model code"
+    ),
+    ("modeling_utils", "PreTrainedModel.get_correct_attn_implementation"): Twin(
+        None, "no twin: the twins have one attention implementation, eager, written inline"
+    ),
     ("sdpa_attention", "sdpa_attention_forward"): Twin(
         None, "no twin: the twins compute the eager path only; guides/07-numerics.md measures how far sdpa is from it"
     ),
@@ -286,6 +298,13 @@ def _split(name: str) -> tuple[str | None, list[str]]:
 
 def _suggest(name: str) -> str:
     names = known_names()
+    methods = [n for n in names if n.lower().endswith("." + name.lower())]
+    if methods:  # "forward": a method name without its class; the classes on the main call path first
+        def rank(n: str) -> tuple[int, str]:
+            owner = n.split(".")[0]
+            return (CALL_PATH.index(owner) if owner in CALL_PATH else len(CALL_PATH), n)
+
+        return ", ".join(sorted(methods, key=rank)[:5])
     lower = {n.lower(): n for n in names}
     close = difflib.get_close_matches(name.lower(), list(lower), n=5, cutoff=0.6)
     if not close:  # a method of an unknown class, or a prefix: try the last part on its own

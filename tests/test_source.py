@@ -174,6 +174,8 @@ def test_names_without_a_twin_say_why(capsys):
         ("GPT2Atention.forward", "GPT2Attention.forward"),
         ("eager_atention_forward", "eager_attention_forward"),
         ("conv1d", "Conv1D"),
+        ("forward", "BertSelfAttention.forward"),
+        ("feed_forward_chunk", "BertLayer.feed_forward_chunk"),
     ],
 )
 def test_unknown_names_exit_2_with_close_matches(name, suggestion, capsys):
