@@ -241,29 +241,10 @@ def _run_transformers(model_type: str, folder: Path, inputs: dict[str, torch.Ten
     return theirs, output
 
 
-@contextlib.contextmanager
-def _no_random_init_on_meta():
-    """reimpl builds a twin on the meta device before giving it the checkpoint's tensors. There,
-    nn.Embedding's random init (``init.normal_``) runs torch._refs.normal, whose first call
-    imports torch._dynamo: 1.4 s, as long as importing torch, for values that don't exist and are
-    replaced anyway. Skip normal_ on meta tensors while loading; every other tensor is untouched."""
-    real = torch.nn.init.normal_
-
-    def normal_(tensor, *args, **kwargs):
-        return tensor if tensor.is_meta else real(tensor, *args, **kwargs)
-
-    torch.nn.init.normal_ = normal_
-    try:
-        yield
-    finally:
-        torch.nn.init.normal_ = real
-
-
 def load(model: str):
     """(folder, model_type, twin) for a hub id, local directory or packaged model."""
     folder = loading.resolve(model)
-    with _no_random_init_on_meta():
-        twin = loading.from_pretrained(folder)
+    twin = loading.from_pretrained(folder)
     model_type = loading.read_config(folder)["model_type"]
     return folder, model_type, twin
 
