@@ -9,17 +9,16 @@ must equal HF's default call, which runs through a DynamicCache (see reimpl.gpt2
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
 import torch
 import transformers
 from safetensors.torch import save_file
-from torch.nn import functional as F
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
+from annotate.capture import heads_merged, hf_states
 import reimpl
 from reimpl import GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, KVCache, recording
 from reimpl.gpt2 import GPT2Config, causal_mask
@@ -94,81 +93,6 @@ def padding_mask(B: int, T: int, kind: str) -> torch.Tensor | None:
 
 def random_ids(vocab_size: int, B: int = 3, T: int = 11, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, vocab_size, (B, T), generator=torch.Generator().manual_seed(seed))
-
-
-# --- catching transformers' intermediate values ------------------------------------------------
-
-
-@contextlib.contextmanager
-def hf_states(hf: transformers.GPT2LMHeadModel):
-    """Hooks on a transformers GPT2LMHeadModel that catch, under the twin's names, what each step produced.
-
-    Q/K/V are caught as c_attn's (B, T, 3C) output; `heads_merged` turns the twin's (B, nh, T, hs)
-    into one third of it (a copy: exact). Residual sums are the inputs of the modules that follow
-    them. The scores never leave the attention function: they are caught as softmax's input, which
-    is scores + mask.
-    """
-    caught: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def on(module, name, index=None):
-        def hook(module, args, output):
-            caught[name] = output if index is None else output[index]
-
-        handles.append(module.register_forward_hook(hook))
-
-    def before(module, name):
-        def hook(module, args):
-            caught[name] = args[0]
-
-        handles.append(module.register_forward_pre_hook(hook))
-
-    t = hf.transformer
-    on(t.wte, "transformer.wte")
-    on(t.wpe, "transformer.wpe")
-    before(t.drop, "transformer.sum")
-    for i, block in enumerate(t.h):
-        p = f"transformer.h.{i}"
-        on(block.ln_1, f"{p}.ln_1")
-        on(block.attn.c_attn, f"{p}.attn.c_attn")
-        on(block.attn, f"{p}.attn.probs", 1)
-        before(block.attn.c_proj, f"{p}.attn.context")
-        on(block.attn.c_proj, f"{p}.attn.c_proj")
-        before(block.ln_2, f"{p}.attn.residual")
-        on(block.ln_2, f"{p}.ln_2")
-        on(block.mlp.c_fc, f"{p}.mlp.c_fc")
-        before(block.mlp.c_proj, f"{p}.mlp.act")
-        on(block.mlp.c_proj, f"{p}.mlp.c_proj")
-        on(block, f"{p}.mlp.residual")
-        on(block, p)
-    on(t.ln_f, "transformer.ln_f")
-    on(hf.lm_head, "lm_head")
-
-    softmax_inputs: list[torch.Tensor] = []
-    real_softmax = F.softmax
-
-    def spy(x, *args, **kwargs):
-        softmax_inputs.append(x)
-        return real_softmax(x, *args, **kwargs)
-
-    F.softmax = spy
-    try:
-        yield caught
-    finally:
-        F.softmax = real_softmax
-        for h in handles:
-            h.remove()
-    for i, x in enumerate(softmax_inputs):
-        caught[f"transformer.h.{i}.attn.scores+mask"] = x
-    C = hf.config.n_embd
-    for i in range(hf.config.n_layer):
-        q, k, v = caught.pop(f"transformer.h.{i}.attn.c_attn").split(C, dim=2)
-        caught.update({f"transformer.h.{i}.attn.query": q, f"transformer.h.{i}.attn.key": k, f"transformer.h.{i}.attn.value": v})
-
-
-def heads_merged(x: torch.Tensor) -> torch.Tensor:
-    B, nh, T, hs = x.shape
-    return x.transpose(1, 2).reshape(B, T, nh * hs)
 
 
 def assert_states_equal(hf, twin, input_ids, attention_mask=None, use_cache=False) -> int:
