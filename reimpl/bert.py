@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
+from .loading import twin_of
 from .states import name_modules, record
 
 
@@ -52,20 +53,6 @@ class BertConfig:
         if config.hidden_size % config.num_attention_heads:
             raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}")
         return config
-
-
-def _hf_config(module: nn.Module) -> BertConfig:
-    """The config of a live transformers BERT module (a layer has none of its own: ask a child)."""
-    for m in module.modules():
-        if hasattr(m, "config"):
-            return BertConfig.from_dict(m.config.to_dict())
-    raise ValueError(f"{type(module).__name__} carries no config")
-
-
-def _twin_of(cls, module: nn.Module, *args):
-    from .loading import build
-
-    return build(cls, _hf_config(module), module.state_dict(), *args, copy=True)
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -139,7 +126,7 @@ class BertSelfAttention(nn.Module):
     @classmethod
     def from_hf(cls, module: nn.Module) -> "BertSelfAttention":
         """The twin of a live transformers BertSelfAttention: its config and a copy of its weights."""
-        return _twin_of(cls, module)
+        return twin_of(cls, BertConfig, module)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -186,7 +173,7 @@ class BertLayer(nn.Module):
     @classmethod
     def from_hf(cls, module: nn.Module) -> "BertLayer":
         """The twin of a live transformers BertLayer: its config and a copy of its weights."""
-        return _twin_of(cls, module)
+        return twin_of(cls, BertConfig, module)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         attention, ffn_in, ffn_out = self.attention.output, self.intermediate, self.output
@@ -234,7 +221,7 @@ class BertModel(nn.Module):
     @classmethod
     def from_hf(cls, model: nn.Module) -> "BertModel":
         """The twin of a live transformers BertModel: its config and a copy of its weights."""
-        return _twin_of(cls, model, model.pooler is not None)
+        return twin_of(cls, BertConfig, model, model.pooler is not None)
 
     def forward(
         self,

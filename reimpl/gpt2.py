@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
+from .loading import twin_of
 from .states import name_modules, record
 
 
@@ -60,20 +61,6 @@ class GPT2Config:
         if config.n_embd % config.n_head:
             raise ValueError(f"n_embd {config.n_embd} is not a multiple of n_head {config.n_head}")
         return config
-
-
-def _hf_config(module: nn.Module) -> GPT2Config:
-    """The config of a live transformers GPT-2 module (a block has none of its own: ask a child)."""
-    for m in module.modules():
-        if hasattr(m, "config"):
-            return GPT2Config.from_dict(m.config.to_dict())
-    raise ValueError(f"{type(module).__name__} carries no config")
-
-
-def _twin_of(cls, module: nn.Module, *args):
-    from .loading import build
-
-    return build(cls, _hf_config(module), module.state_dict(), *args, copy=True)
 
 
 class KVCache:
@@ -180,7 +167,7 @@ class GPT2Attention(nn.Module):
     @classmethod
     def from_hf(cls, module: nn.Module) -> "GPT2Attention":
         """The twin of a live transformers GPT2Attention: its config, layer index and a copy of its weights."""
-        return _twin_of(cls, module, module.layer_idx)
+        return twin_of(cls, GPT2Config, module, module.layer_idx)
 
     def forward(
         self,
@@ -268,7 +255,7 @@ class GPT2Block(nn.Module):
     @classmethod
     def from_hf(cls, module: nn.Module) -> "GPT2Block":
         """The twin of a live transformers GPT2Block: its config, layer index and a copy of its weights."""
-        return _twin_of(cls, module, module.attn.layer_idx)
+        return twin_of(cls, GPT2Config, module, module.attn.layer_idx)
 
     def forward(
         self,
@@ -313,7 +300,7 @@ class GPT2Model(nn.Module):
     @classmethod
     def from_hf(cls, model: nn.Module) -> "GPT2Model":
         """The twin of a live transformers GPT2Model: its config and a copy of its weights."""
-        return _twin_of(cls, model)
+        return twin_of(cls, GPT2Config, model)
 
     def forward(
         self,
@@ -364,7 +351,7 @@ class GPT2LMHeadModel(nn.Module):
     @classmethod
     def from_hf(cls, model: nn.Module) -> "GPT2LMHeadModel":
         """The twin of a live transformers GPT2LMHeadModel: its config and a copy of its weights."""
-        return _twin_of(cls, model)
+        return twin_of(cls, GPT2Config, model)
 
     def forward(
         self,

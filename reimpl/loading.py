@@ -141,6 +141,15 @@ def build(model_cls, config, state: Mapping[str, torch.Tensor], *args, copy: boo
     return twin.eval()
 
 
+def twin_of(model_cls, config_cls, module: nn.Module, *args) -> nn.Module:
+    """The twin of a live transformers module: its config (a layer has none of its own: a child's)
+    and a copy of its weights."""
+    config = next((m.config for m in module.modules() if hasattr(m, "config")), None)
+    if config is None:
+        raise ValueError(f"{type(module).__name__} carries no config")
+    return build(model_cls, config_cls.from_dict(config.to_dict()), module.state_dict(), *args, copy=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Finding and reading files.
 
