@@ -245,8 +245,7 @@ def load(model: str):
     """(folder, model_type, twin) for a hub id, local directory or packaged model."""
     folder = loading.resolve(model)
     twin = loading.from_pretrained(folder)
-    model_type = loading.read_config(folder)["model_type"]
-    return folder, model_type, twin
+    return folder, twin.config.model_type, twin
 
 
 def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress: bool = True) -> Trace:

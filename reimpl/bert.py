@@ -16,7 +16,7 @@ Shape legend: B batch, T tokens, C hidden size, nh heads, hs head size, I interm
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ from .states import name_modules, record
 @dataclasses.dataclass
 class BertConfig:
     """The BertConfig fields that change the math, with transformers' defaults."""
+
+    model_type: ClassVar[str] = "bert"  # config.json's, as in transformers' BertConfig
 
     vocab_size: int = 30522
     hidden_size: int = 768  # C

@@ -22,7 +22,7 @@ C hidden size, nh heads, hs head size, I the MLP's inner width, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +35,8 @@ from .states import name_modules, record
 @dataclasses.dataclass
 class GPT2Config:
     """The GPT2Config fields that change the math, with transformers' names and defaults."""
+
+    model_type: ClassVar[str] = "gpt2"  # config.json's, as in transformers' GPT2Config
 
     vocab_size: int = 50257  # V: byte-level BPE, 50,000 merges + 256 bytes + <|endoftext|>
     n_positions: int = 1024  # learned positions: the longest sequence, cache included
