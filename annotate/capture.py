@@ -1,7 +1,8 @@
 """Transformers' own intermediate values, caught under the twin's stage names.
 
-``hf_states(hf)`` puts forward hooks on a live transformers ``BertModel`` or ``GPT2LMHeadModel``
-(eager attention) and fills a dict as it runs, keyed by the names the twin records
+``hf_states(hf)`` puts forward hooks on a live transformers model that a twin mirrors (eager
+attention), where the architecture's record says each step is computed (``catch_hf``, beside
+each twin), and fills a dict as it runs, keyed by the names the twin records
 (reimpl/states.py): ``encoder.layer.3.attention.self.query``, ``transformer.h.0.mlp.act``. Then
 ``differences`` lines the two up step by step, in the same layout, for ``annotate trace --diff``
 and for the parity tests.
@@ -27,115 +28,93 @@ from torch import nn
 from torch.nn import functional as F
 
 
-class _Hooks:
-    """Forward hooks that store into ``caught``, removed together."""
+class Hooks:
+    """Forward hooks that store into ``caught`` under the twin's names, removed together.
 
-    def __init__(self, caught: dict[str, torch.Tensor]):
+    A name is the HF module's path in the model (the twin's modules have the same paths), plus a
+    step where the value is not the module's own output: ``on(layer.attention.self, "probs",
+    index=1)`` catches ``encoder.layer.0.attention.self.probs``.
+    """
+
+    def __init__(self, model: nn.Module, caught: dict[str, torch.Tensor]):
         self.caught = caught
+        self.paths = {module: path for path, module in model.named_modules()}
         self.handles = []
+        self.attention_order: list[str] = []  # attention modules' paths, in the order they ran
 
-    def on(self, module: nn.Module, name: str, index: int | None = None) -> None:
-        """The module's output (or one element of its output tuple) is ``name``."""
+    def name(self, module: nn.Module, step: str | None = None) -> str:
+        path = self.paths[module]
+        return ".".join(part for part in (path, step) if part)
+
+    def on(self, module: nn.Module, step: str | None = None, index: int | None = None) -> None:
+        """The module's output (or one element of its output tuple) is ``<module path>.<step>``."""
+        name = self.name(module, step)
 
         def hook(module, args, output):
             self.caught[name] = output if index is None else output[index]
 
         self.handles.append(module.register_forward_hook(hook))
 
-    def before(self, module: nn.Module, name: str) -> None:
-        """The module's first input is ``name``."""
+    def before(self, module: nn.Module, owner: nn.Module, step: str) -> None:
+        """The module's first input is ``<owner's path>.<step>`` (a residual sum, the value before a norm)."""
+        name = self.name(owner, step)
 
         def hook(module, args):
             self.caught[name] = args[0]
 
         self.handles.append(module.register_forward_pre_hook(hook))
 
+    def split(self, module: nn.Module, owner: nn.Module, steps: tuple[str, ...], size: int) -> None:
+        """The module's output split in chunks of ``size`` on the last dimension, one per step
+        (GPT-2's c_attn output is [Q | K | V])."""
+        names = [self.name(owner, step) for step in steps]
+
+        def hook(module, args, output):
+            self.caught.update(zip(names, output.split(size, dim=-1)))
+
+        self.handles.append(module.register_forward_hook(hook))
+
+    def scores(self, attention: nn.Module) -> None:
+        """The attention module's softmax input is ``<path>.scores+mask``: the scaled scores never leave
+        eager_attention_forward, so they are caught by the softmax spy in ``hf_states`` while this
+        module runs."""
+        name = self.name(attention, "scores+mask")
+
+        def hook(module, args):
+            self.attention_order.append(name)
+
+        self.handles.append(attention.register_forward_pre_hook(hook))
+
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
 
 
-def _bert(hf: nn.Module, hooks: _Hooks) -> str:
-    """BertModel; returns the prefix of its layers' names."""
-    e = hf.embeddings
-    hooks.on(e.word_embeddings, "embeddings.word_embeddings")
-    hooks.on(e.token_type_embeddings, "embeddings.token_type_embeddings")
-    hooks.on(e.position_embeddings, "embeddings.position_embeddings")
-    hooks.before(e.LayerNorm, "embeddings.sum")
-    hooks.on(e.LayerNorm, "embeddings.LayerNorm")
-    for i, layer in enumerate(hf.encoder.layer):
-        p = f"encoder.layer.{i}"
-        s = layer.attention.self
-        hooks.on(s.query, f"{p}.attention.self.query")
-        hooks.on(s.key, f"{p}.attention.self.key")
-        hooks.on(s.value, f"{p}.attention.self.value")
-        hooks.on(s, f"{p}.attention.self.context", 0)
-        hooks.on(s, f"{p}.attention.self.probs", 1)
-        hooks.on(layer.attention.output.dense, f"{p}.attention.output.dense")
-        hooks.before(layer.attention.output.LayerNorm, f"{p}.attention.output.residual")
-        hooks.on(layer.attention.output.LayerNorm, f"{p}.attention.output.LayerNorm")
-        hooks.on(layer.intermediate.dense, f"{p}.intermediate.dense")
-        hooks.on(layer.intermediate, f"{p}.intermediate.intermediate_act_fn")
-        hooks.on(layer.output.dense, f"{p}.output.dense")
-        hooks.before(layer.output.LayerNorm, f"{p}.output.residual")
-        hooks.on(layer.output.LayerNorm, f"{p}.output.LayerNorm")
-        hooks.on(layer, p)
-    if hf.pooler is not None:
-        hooks.on(hf.pooler.dense, "pooler.dense")
-        hooks.on(hf.pooler, "pooler.activation")
-    return "encoder.layer"
-
-
-def _gpt2(hf: nn.Module, hooks: _Hooks) -> str:
-    """GPT2LMHeadModel; returns the prefix of its blocks' names."""
-    t = hf.transformer
-    hooks.on(t.wte, "transformer.wte")
-    hooks.on(t.wpe, "transformer.wpe")
-    hooks.before(t.drop, "transformer.sum")  # words + positions, before the (inactive) dropout
-    for i, block in enumerate(t.h):
-        p = f"transformer.h.{i}"
-        hooks.on(block.ln_1, f"{p}.ln_1")
-        hooks.on(block.attn.c_attn, f"{p}.attn.c_attn")  # [Q | K | V], split below
-        hooks.on(block.attn, f"{p}.attn.probs", 1)
-        hooks.before(block.attn.c_proj, f"{p}.attn.context")
-        hooks.on(block.attn.c_proj, f"{p}.attn.c_proj")
-        hooks.before(block.ln_2, f"{p}.attn.residual")
-        hooks.on(block.ln_2, f"{p}.ln_2")
-        hooks.on(block.mlp.c_fc, f"{p}.mlp.c_fc")
-        hooks.before(block.mlp.c_proj, f"{p}.mlp.act")
-        hooks.on(block.mlp.c_proj, f"{p}.mlp.c_proj")
-        hooks.on(block, f"{p}.mlp.residual")  # the block ends with that sum
-        hooks.on(block, p)
-    hooks.on(t.ln_f, "transformer.ln_f")
-    hooks.on(hf.lm_head, "lm_head")
-    return "transformer.h"
-
-
-ARCHITECTURES = {"BertModel": _bert, "GPT2LMHeadModel": _gpt2}
-
-
 @contextlib.contextmanager
 def hf_states(hf: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Hooks on a transformers BertModel or GPT2LMHeadModel that catch, under the twin's names,
-    what each step produced. The dict is complete when the block exits.
+    """Hooks on a transformers model that the twins mirror (BertModel, BertForMaskedLM,
+    GPT2LMHeadModel, ...; eager attention) that catch, under the twin's names, what each step
+    produced. The dict is complete when the block exits.
 
     Q/K/V are in HF's (B, T, C) layout (see ``heads_merged``); the scores are softmax's input, so
     they are caught as ``<name>.scores+mask``.
     """
-    kind = type(hf).__name__
-    if kind not in ARCHITECTURES:
-        raise TypeError(f"no hooks for {kind}; supported: {', '.join(ARCHITECTURES)}")
-    caught: dict[str, torch.Tensor] = {}
-    hooks = _Hooks(caught)
-    layers = ARCHITECTURES[kind](hf, hooks)
+    from reimpl.registry import ARCHITECTURES, twin_class
 
-    # The scores never leave eager_attention_forward: catch them as softmax's input, in layer order.
-    # (HF calls nn.functional.softmax by attribute, so replacing the attribute reaches it.)
+    if twin_class(type(hf).__name__) is None or getattr(hf.config, "model_type", None) not in ARCHITECTURES:
+        raise TypeError(f"no twin of {type(hf).__name__}, so no hooks for it")
+    caught: dict[str, torch.Tensor] = {}
+    hooks = Hooks(hf, caught)
+    ARCHITECTURES[hf.config.model_type].catch_hf(hf, hooks)
+
+    # The scores never leave eager_attention_forward: catch them as softmax's input, one call per
+    # attention module run. (HF calls nn.functional.softmax by attribute, so replacing it reaches it.)
     softmax_inputs: list[torch.Tensor] = []
     real_softmax = F.softmax
 
     def spy(x, *args, **kwargs):
-        softmax_inputs.append(x)
+        if len(softmax_inputs) < len(hooks.attention_order):  # the first softmax in each attention call
+            softmax_inputs.append(x)
         return real_softmax(x, *args, **kwargs)
 
     F.softmax = spy
@@ -144,15 +123,7 @@ def hf_states(hf: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     finally:
         F.softmax = real_softmax
         hooks.remove()
-    for i, x in enumerate(softmax_inputs):
-        scores = f"{layers}.{i}.attn.scores+mask" if kind == "GPT2LMHeadModel" else f"{layers}.{i}.attention.self.scores+mask"
-        caught[scores] = x
-    if kind == "GPT2LMHeadModel":
-        C = hf.config.n_embd
-        for i in range(hf.config.n_layer):
-            if (qkv := caught.pop(f"{layers}.{i}.attn.c_attn", None)) is not None:
-                q, k, v = qkv.split(C, dim=2)  # as GPT2Attention.forward splits it
-                caught.update({f"{layers}.{i}.attn.query": q, f"{layers}.{i}.attn.key": k, f"{layers}.{i}.attn.value": v})
+    caught.update(zip(hooks.attention_order, softmax_inputs))
 
 
 def heads_merged(x: torch.Tensor) -> torch.Tensor:

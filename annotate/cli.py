@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "numbers, and the matching code in reimpl/ where there is one.",
     )
     source.add_argument("name", help="e.g. BertSelfAttention, eager_attention_forward, GPT2Attention.forward, Conv1D")
-    source.add_argument("--model", choices=["bert", "gpt2"], help="which modeling file, when NAME is in both")
+    source.add_argument("--model", metavar="MODEL_TYPE", help="which modeling file (bert, gpt2, ...), when NAME is in several")
     source.add_argument("--no-twin", action="store_true", help="print transformers' source only")
     source.set_defaults(run=run_source)
     return parser

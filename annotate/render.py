@@ -275,3 +275,21 @@ def render(trace, view: View, console: Console) -> None:
         for rank, p in enumerate(trace.predictions, 1):
             table.add_row(str(rank), repr(p.text), str(p.id), f"{p.prob:.4f}")
         console.print(table)
+    for m in trace.mask_predictions or ():
+        console.print(Rule(f"{trace.tokens[m.position]} at position {m.position}: the model's answers", align="left"))
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("rank", justify="right")
+        table.add_column("token")
+        table.add_column("id", justify="right")
+        table.add_column("probability", justify="right")
+        for rank, p in enumerate(m.top, 1):
+            table.add_row(str(rank), p.token, str(p.id), f"{p.prob:.4f}")
+        console.print(table)
+    if trace.labels:
+        console.print(Rule("labels", align="left"))
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        for label in trace.labels:
+            table.add_row(label.label, f"{label.prob:.4f}")
+        console.print(table)

@@ -30,12 +30,13 @@ import textwrap
 from pathlib import Path
 
 from annotate.errors import UserError
+from reimpl.registry import ARCHITECTURES
 
 # Where NAME is looked for: short name -> module. Every class and function *defined* in these
 # modules is a known name (imports are skipped: Conv1D is pytorch_utils', not modeling_gpt2's).
+# The modeling files come from the architecture records (reimpl/registry.py); then the shared pieces.
 KNOWN_MODULES = {
-    "modeling_bert": "transformers.models.bert.modeling_bert",
-    "modeling_gpt2": "transformers.models.gpt2.modeling_gpt2",
+    **{arch.hf_module.rsplit(".", 1)[1]: arch.hf_module for arch in ARCHITECTURES.values()},
     "masking_utils": "transformers.masking_utils",
     "cache_utils": "transformers.cache_utils",
     "activations": "transformers.activations",
@@ -50,12 +51,12 @@ MODELING_UTILS_NAMES = ("AttentionInterface", "ALL_ATTENTION_FUNCTIONS", "PreTra
 VALUES = {("activations", "ACT2CLS"), ("activations", "ACT2FN")}
 INSTANCES = {("modeling_utils", "ALL_ATTENTION_FUNCTIONS"): "AttentionInterface"}
 
-MODEL_FILES = {"bert": "modeling_bert", "gpt2": "modeling_gpt2"}
+MODEL_FILES = {model_type: arch.hf_module.rsplit(".", 1)[1] for model_type, arch in ARCHITECTURES.items()}
 # The classes a reader meets first (guides/01-map.md), suggested first for a bare method name.
 CALL_PATH = ["BertSelfAttention", "GPT2Attention", "BertLayer", "GPT2Block", "BertModel", "GPT2Model",
              "BertEmbeddings", "GPT2MLP", "GPT2LMHeadModel", "BertAttention", "BertSelfOutput",
              "BertIntermediate", "BertOutput", "BertEncoder", "Conv1D", "DynamicLayer", "DynamicCache"]
-TWIN_MODULES = {"modeling_bert": "reimpl.bert", "modeling_gpt2": "reimpl.gpt2"}
+TWIN_MODULES = {MODEL_FILES[model_type]: arch.base.__module__ for model_type, arch in ARCHITECTURES.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +73,8 @@ class Twin:
 
 
 _LAYER = "reimpl.bert:BertLayer.forward"
-_NO_HEADS = "reimpl/ stops at the base models: BertModel and GPT2LMHeadModel's language-model head; task heads are left out"
+_NO_HEADS = ("reimpl/ has the heads real checkpoints carry (masked LM, pre-training, next sentence, sequence "
+             "classification, GPT-2's LM head); not this one")
 
 # transformers names whose twin is not "the same name in reimpl.bert / reimpl.gpt2". Keyed by
 # (module, qualname); an entry for a class also serves its methods. A dict keyed by model picks
@@ -117,6 +119,17 @@ TWINS: dict[tuple[str, str], Twin | dict[str, Twin]] = {
     ),
     ("modeling_bert", "BertPreTrainedModel"): Twin(
         "reimpl.loading:build", "no weight init in the twins: they are built on the meta device and given the checkpoint's tensors"
+    ),
+    ("modeling_bert", "BertPredictionHeadTransform"): Twin(
+        "reimpl.bert:BertLMPredictionHead.forward", "the transform is the first lines of the twin's BertLMPredictionHead.forward",
+        ("t = self.transform", 'record(t, "LayerNorm"'),
+    ),
+    ("modeling_bert", "BertOnlyMLMHead"): Twin("reimpl.bert:BertLMPredictionHead", "BertOnlyMLMHead only holds `predictions`: the twin's cls is a Namespace"),
+    ("modeling_bert", "BertOnlyNSPHead"): Twin(
+        "reimpl.bert:BertForNextSentencePrediction.forward", "one linear layer on the pooled [CLS]: cls.seq_relationship"
+    ),
+    ("modeling_bert", "BertPreTrainingHeads"): Twin(
+        "reimpl.bert:BertForPreTraining.forward", "both heads, called from the twin's BertForPreTraining.forward"
     ),
     ("modeling_bert", "BertCrossAttention"): Twin(None, "left out: cross-attention (BERT as a decoder); see reimpl/bert.py's docstring"),
     ("modeling_bert", "BertLMHeadModel"): Twin(None, "left out: BERT as a decoder (is_decoder); see reimpl/bert.py's docstring"),
@@ -183,10 +196,10 @@ TWINS: dict[tuple[str, str], Twin | dict[str, Twin]] = {
         None, "no registry in the twins: they compute eager_attention_forward's math inline (annotate source eager_attention_forward)"
     ),
     ("modeling_utils", "PreTrainedModel"): Twin(
-        None, "no twin: the twins are plain nn.Modules; their loader is reimpl.loading.from_pretrained"
+        None, "no twin: the twins are plain nn.Modules; their loader is reimpl.registry.from_pretrained"
     ),
     ("modeling_utils", "PreTrainedModel.from_pretrained"): Twin(
-        "reimpl.loading:from_pretrained", "the twins' loader: config.json and weights, no model code"
+        "reimpl.registry:from_pretrained", "the twins' loader: config.json and weights, no model code"
     ),
     ("modeling_utils", "PreTrainedModel.get_correct_attn_implementation"): Twin(
         None, "no twin: the twins have one attention implementation, eager, written inline"
@@ -318,8 +331,8 @@ def find(name: str, model: str | None = None) -> Found:
     ``model`` ("bert" or "gpt2") picks the modeling file when both define NAME (default bert),
     and the twin of a shared piece that both models use (eager_mask).
     """
-    if model not in (None, "bert", "gpt2"):
-        raise UserError(f"--model must be bert or gpt2, not {model!r}")
+    if model not in (None, *MODEL_FILES):
+        raise UserError(f"--model must be one of {', '.join(MODEL_FILES)}, not {model!r}")
     module, parts = _split(name)
     if not parts or not all(p.isidentifier() for p in parts):
         raise UserError(f"{name!r} is not a Python name (e.g. BertSelfAttention, GPT2Attention.forward)")

@@ -16,31 +16,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from annotate.errors import UserError
-from reimpl import loading
+from reimpl import loading, registry
 from reimpl.states import recording
-
-# Per architecture: the prefix of its layers' stage names, the recorded states that are the model's
-# head rather than a stage (kept out of the stage list), the config fields that count layers and
-# heads and bound the input length, and transformers' class for --diff.
-ARCHITECTURES = {
-    "bert": dict(
-        layers="encoder.layer", head=(), num_layers="num_hidden_layers", num_heads="num_attention_heads",
-        max_positions="max_position_embeddings", hf_class="BertModel",
-    ),
-    "gpt2": dict(
-        layers="transformer.h", head=("lm_head",), num_layers="n_layer", num_heads="n_head",
-        max_positions="n_positions", hf_class="GPT2LMHeadModel",
-    ),
-}
-_LAYER = re.compile(r"^(?:encoder\.layer|transformer\.h)\.(\d+)(?:\.|$)")
-
 
 @dataclasses.dataclass
 class Stage:
@@ -60,9 +43,22 @@ class Prediction:
 
 
 @dataclasses.dataclass
+class MaskPrediction:
+    position: int  # the [MASK] / <mask> token's index in the text's tokens
+    top: list[Prediction]
+
+
+@dataclasses.dataclass
+class Label:
+    label: str  # config.id2label's name
+    prob: float
+
+
+@dataclasses.dataclass
 class Trace:
     model: str  # as given on the command line
-    model_type: str  # "bert" or "gpt2"
+    model_type: str  # config.json's: "bert", "gpt2", ...
+    model_class: str  # the twin's class, named as transformers names it: "BertModel", "BertForMaskedLM"
     folder: Path  # where the checkpoint's files are
     tokens: list[str]
     ids: list[int]
@@ -70,8 +66,12 @@ class Trace:
     states: dict[str, torch.Tensor]  # every recorded tensor by name (stages, and the logits "lm_head")
     num_layers: int
     num_heads: int
-    predictions: list[Prediction] | None = None  # GPT-2: next token after the last position
-    logits_max_abs_diff: float | None = None  # GPT-2 with --diff: the logits (not a stage)
+    layers_path: str  # where the layers' stage names start: "encoder.layer", "bert.encoder.layer", "transformer.h"
+    attention_path: str  # inside a layer, where "probs" is recorded: "attention.self", "attn"
+    predictions: list[Prediction] | None = None  # a causal LM: the next token after the last position
+    mask_predictions: list[MaskPrediction] | None = None  # a masked LM: the top tokens at each mask
+    labels: list[Label] | None = None  # a classifier: every label with its probability
+    logits_max_abs_diff: float | None = None  # a head with --diff: its scores (not a stage)
     diffed: bool = False
 
     def first_divergence(self) -> str | None:
@@ -86,13 +86,13 @@ class Trace:
 
     def attention(self, layer: int) -> torch.Tensor:
         """(nh, T, T) attention probabilities of one layer (row: query token, column: key token)."""
-        step = "attention.self.probs" if self.model_type == "bert" else "attn.probs"
-        return self.states[f"{ARCHITECTURES[self.model_type]['layers']}.{layer}.{step}"][0]
+        return self.states[f"{self.layers_path}.{layer}.{self.attention_path}.probs"][0]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": self.model,
             "model_type": self.model_type,
+            "model_class": self.model_class,
             "tokens": list(self.tokens),
             "stages": [
                 {
@@ -108,8 +108,12 @@ class Trace:
         }
         if self.predictions is not None:
             out["predictions"] = [dataclasses.asdict(p) for p in self.predictions]
-            if self.diffed:
-                out["logits_max_abs_diff"] = self.logits_max_abs_diff
+        if self.mask_predictions is not None:
+            out["mask_predictions"] = [dataclasses.asdict(m) for m in self.mask_predictions]
+        if self.labels is not None:
+            out["labels"] = [dataclasses.asdict(label) for label in self.labels]
+        if self.diffed and self.logits_max_abs_diff is not None:
+            out["logits_max_abs_diff"] = self.logits_max_abs_diff
         return out
 
     def to_json(self) -> str:
@@ -161,6 +165,24 @@ class Tokenizer:
         ids = list(enc["input_ids"])
         return ids, self.auto.convert_ids_to_tokens(ids), list(enc.get("token_type_ids", [0] * len(ids)))
 
+    def mask_token_id(self, folder: Path) -> int | None:
+        """The id of the mask token ([MASK], <mask>) as tokenizer_config.json names it, or None."""
+        if self.auto is not None:
+            return self.auto.mask_token_id
+        name = None
+        config = folder / "tokenizer_config.json"
+        if config.is_file():
+            try:
+                name = json.loads(config.read_text()).get("mask_token")
+            except (OSError, json.JSONDecodeError):
+                name = None
+            if isinstance(name, dict):  # {"content": "<mask>", ...} in older files
+                name = name.get("content")
+        for candidate in (name, "[MASK]", "<mask>"):
+            if candidate and (id := self.fast.token_to_id(candidate)) is not None:
+                return id
+        return None
+
     def token(self, id: int) -> str:
         if self.fast is not None:
             return self.fast.id_to_token(id) or ""
@@ -186,11 +208,6 @@ def _stats(x: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _layer(name: str) -> int | None:
-    m = _LAYER.match(name)
-    return int(m.group(1)) if m else None
-
-
 @contextlib.contextmanager
 def _status(message: str, progress: bool):
     if not progress:
@@ -202,15 +219,16 @@ def _status(message: str, progress: bool):
         yield
 
 
-def _keep(model_type: str, T: int) -> torch.Tensor:
-    """Where a query attends to a key, (1, 1, T, T): everywhere for BERT (one text: no padding),
-    the causal triangle for GPT-2."""
+def _keep(causal: bool, T: int) -> torch.Tensor:
+    """Where a query attends to a key, (1, 1, T, T): everywhere for an encoder (one text: no
+    padding), the causal triangle for a decoder."""
     keep = torch.ones(1, 1, T, T, dtype=torch.bool)
-    return torch.tril(keep) if model_type == "gpt2" else keep
+    return torch.tril(keep) if causal else keep
 
 
-def _run_transformers(model_type: str, folder: Path, inputs: dict[str, torch.Tensor], twin) -> tuple[dict, torch.Tensor]:
-    """transformers' own model, eager and fp32, on the same ids: its caught states and its output."""
+def _run_transformers(folder: Path, inputs: dict[str, torch.Tensor], twin, causal: bool) -> tuple[dict, tuple]:
+    """transformers' own model of the twin's class, eager and fp32, on the same ids: its caught
+    states and its output."""
     import transformers
     from transformers.utils import logging as hf_logging
 
@@ -220,12 +238,9 @@ def _run_transformers(model_type: str, folder: Path, inputs: dict[str, torch.Ten
     hf_logging.set_verbosity_error()  # its load report and "Loading weights" bar would garble the trace
     hf_logging.disable_progress_bar()
     try:
-        cls = getattr(transformers, ARCHITECTURES[model_type]["hf_class"])
-        kwargs = dict(attn_implementation="eager", dtype=torch.float32)
-        if model_type == "bert":
-            kwargs["add_pooling_layer"] = twin.pooler is not None  # don't invent a random pooler
+        cls = getattr(transformers, type(twin).__name__)  # the twins carry transformers' class names
         try:
-            hf = cls.from_pretrained(folder, **kwargs).eval()
+            hf = cls.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32, **twin.hf_kwargs()).eval()
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"--diff: transformers could not load {str(folder)!r}: {reason}") from None
@@ -233,19 +248,44 @@ def _run_transformers(model_type: str, folder: Path, inputs: dict[str, torch.Ten
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+    extra = {"use_cache": False} if causal else {}  # the twin without a cache matches use_cache=False
     with torch.inference_mode(), hf_states(hf) as theirs:
-        if model_type == "bert":
-            output = hf(**inputs).last_hidden_state
-        else:
-            output = hf(inputs["input_ids"], use_cache=False).logits  # the twin without a cache matches use_cache=False
+        output = hf(**inputs, **extra)
     return theirs, output
 
 
 def load(model: str):
-    """(folder, model_type, twin) for a hub id, local directory or packaged model."""
+    """(folder, twin) for a hub id, local directory or packaged model."""
     folder = loading.resolve(model)
-    twin = loading.from_pretrained(folder)
-    return folder, twin.config.model_type, twin
+    return folder, registry.from_pretrained(folder)
+
+
+def _top(probs: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[Prediction]:
+    top = torch.topk(probs, min(k, probs.numel()))
+    return [Prediction(i, tokenizer.token(i), tokenizer.decode(i), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+
+
+NEXT_SENTENCE_LABELS = {0: "B follows A", 1: "B is random"}  # BertForNextSentencePrediction's two classes
+
+
+def _predictions(result: Trace, twin, out, ids: list[int], top_k: int, tokenizer: Tokenizer, folder: Path) -> None:
+    """What the head predicts, by the head's task: next tokens, [MASK] answers, or labels."""
+    task = getattr(twin, "task", None)
+    if task == "causal-lm":
+        probs = torch.softmax(out.logits[0, -1].double(), dim=-1)  # (V,): the next token after the last
+        result.predictions = _top(probs, top_k, tokenizer)
+    if task in ("masked-lm", "pretraining"):
+        logits = out.logits if task == "masked-lm" else out.prediction_logits  # (1, T, V)
+        mask_id = tokenizer.mask_token_id(folder)
+        positions = [i for i, id in enumerate(ids) if id == mask_id]
+        result.mask_predictions = [
+            MaskPrediction(i, _top(torch.softmax(logits[0, i].double(), dim=-1), top_k, tokenizer)) for i in positions
+        ]
+    if task in ("sequence-classification", "next-sentence", "pretraining"):
+        logits = out.seq_relationship_logits if task == "pretraining" else out.logits  # (1, L)
+        names = twin.config.id2label if task == "sequence-classification" else NEXT_SENTENCE_LABELS
+        probs = torch.softmax(logits[0].double(), dim=-1).tolist()
+        result.labels = [Label(names[i], p) for i, p in enumerate(probs)]
 
 
 def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress: bool = True) -> Trace:
@@ -253,32 +293,33 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {top_k}")
     with _status(f"loading {model}", progress):
-        folder, model_type, twin = load(model)
+        folder, twin = load(model)
         tokenizer = Tokenizer(folder)
-    arch = ARCHITECTURES[model_type]
+    arch = registry.architecture_of(twin)
     config = twin.config
+    head = getattr(twin, "task", None) is not None
+    layers_path = f"{twin.base_model_prefix}.{arch.layers}" if head else arch.layers
 
     ids, tokens, type_ids = tokenizer.encode(text)
-    limit = getattr(config, arch["max_positions"])
+    limit = config.max_position_embeddings
     if not ids:
-        raise UserError(f"the text gives no tokens, and {model_type} needs at least one to predict from")
+        raise UserError(f"the text gives no tokens, and {arch.model_type} needs at least one to predict from")
     if len(ids) > limit:
-        raise UserError(f"the text is {len(ids)} tokens long; {model} takes at most {limit} ({arch['max_positions']})")
+        raise UserError(f"the text is {len(ids)} tokens long; {model} takes at most {limit} positions")
     if max(ids) >= config.vocab_size:
         raise UserError(f"the tokenizer gave id {max(ids)}, but the model's vocabulary has {config.vocab_size} entries")
 
     input_ids = torch.tensor([ids])  # (1, T)
-    if model_type == "bert":
-        inputs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), token_type_ids=torch.tensor([type_ids]))
-    else:
-        inputs = dict(input_ids=input_ids)
+    inputs = dict(input_ids=input_ids)
+    if not arch.causal:  # an encoder is called with its mask, as a tokenizer returns it
+        inputs["attention_mask"] = torch.ones_like(input_ids)
+    if arch.token_types:
+        inputs["token_type_ids"] = torch.tensor([type_ids])
 
     with torch.inference_mode(), recording() as states:
-        if model_type == "bert":
-            out = twin(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+        out = twin(**inputs)
+        if not head:
             states["last_hidden_state"] = out.last_hidden_state  # the model's output: the last stage
-        else:
-            twin(input_ids)
     states = dict(states)
 
     diffs: dict[str, float | None] = {}
@@ -287,38 +328,48 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress
         from annotate.capture import differences
 
         with _status("running transformers (eager, fp32) for --diff", progress):
-            theirs, output = _run_transformers(model_type, folder, inputs, twin)
-        if model_type == "bert":
-            theirs["last_hidden_state"] = output
-        diffs = differences(states, theirs, _keep(model_type, len(ids)))
-        logits_diff = diffs.pop("lm_head", None)
+            theirs, output = _run_transformers(folder, inputs, twin, arch.causal)
+        if not head:
+            theirs["last_hidden_state"] = output.last_hidden_state
+        diffs = differences(states, theirs, _keep(arch.causal, len(ids)))
+        if head:
+            # The head's outputs themselves, field by field (logits; pre-training's two).
+            logits_diff = max(
+                (getattr(output, field) - value).abs().max().item() for field, value in out._asdict().items()
+            )
+            diffs.pop(twin.logits_stage, None)
 
+    logits_stage = getattr(twin, "logits_stage", None)
     stages = [
-        Stage(name, _layer(name), tuple(x.shape), _stats(x), diffs.get(name) if diff else None)
+        Stage(name, _layer(name, layers_path), tuple(x.shape), _stats(x), diffs.get(name) if diff else None)
         for name, x in states.items()
-        if name not in arch["head"]
+        if name != logits_stage
     ]
     result = Trace(
         model=model,
-        model_type=model_type,
+        model_type=arch.model_type,
+        model_class=type(twin).__name__,
         folder=folder,
         tokens=tokens,
         ids=ids,
         stages=stages,
         states=states,
-        num_layers=getattr(config, arch["num_layers"]),
-        num_heads=getattr(config, arch["num_heads"]),
+        num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        layers_path=layers_path,
+        attention_path=arch.attention,
         logits_max_abs_diff=logits_diff,
         diffed=diff,
     )
-    if model_type == "gpt2":
-        probs = torch.softmax(states["lm_head"][0, -1].double(), dim=-1)  # (V,): the next token after the last
-        top = torch.topk(probs, min(top_k, probs.numel()))
-        result.predictions = [
-            Prediction(i, tokenizer.token(i), tokenizer.decode(i), p)
-            for i, p in zip(top.indices.tolist(), top.values.tolist())
-        ]
+    _predictions(result, twin, out, ids, top_k, tokenizer, folder)
     return result
+
+
+def _layer(name: str, layers_path: str) -> int | None:
+    """The layer a stage belongs to ("encoder.layer.3.attention.self.query" -> 3), None outside the layers."""
+    if not name.startswith(layers_path + "."):
+        return None
+    return int(name[len(layers_path) + 1 :].split(".")[0])
 
 
 def save(trace: Trace, path: str | Path) -> None:

@@ -1,33 +1,47 @@
 """BERT, written to be read beside transformers' models/bert/modeling_bert.py.
 
 Twins of BertEmbeddings, BertSelfAttention, BertLayer (which also carries the math of
-BertAttention, BertSelfOutput, BertIntermediate and BertOutput) and BertModel (embeddings,
-encoder, pooler). Classes and attributes have HF's names, so HF's state-dict keys load as they
+BertAttention, BertSelfOutput, BertIntermediate and BertOutput), BertModel (embeddings,
+encoder, pooler) and the heads real checkpoints carry: BertForMaskedLM (BertOnlyMLMHead: the
+transform and the decoder tied to the word embeddings), BertForPreTraining (that head and the
+next-sentence head on the pooler), BertForNextSentencePrediction and
+BertForSequenceClassification (a linear layer on the pooler). Classes and attributes have HF's names, so HF's state-dict keys load as they
 are, and with the same weights and input every step is bit-identical (``torch.equal``) to
 transformers' eager attention path in fp32.
 
 Left out, because the encoder's math does not need them: dropout (the twins are inference-only),
-cross-attention and ``is_decoder``, the key/value cache, gradient checkpointing, feed-forward
-chunking, and the attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
+cross-attention and ``is_decoder`` (BertLMHeadModel), the key/value cache, gradient checkpointing,
+feed-forward chunking (the same numbers, computed in slices), ``inputs_embeds``, the losses, the
+heads without a checkpoint in the wild (token classification, QA, multiple choice), and the
+attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
 
-Shape legend: B batch, T tokens, C hidden size, nh heads, hs head size, I intermediate size.
+Shape legend: B batch, T tokens, C hidden size, nh heads, hs head size, I intermediate size,
+V vocabulary, L labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from .activations import get_activation
+from .architecture import Architecture, ClassifierConfig
 from .loading import twin_of
+from .outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    NextSentencePredictorOutput,
+    PreTrainingOutput,
+    SequenceClassifierOutput,
+)
 from .states import name_modules, record
 
 
 @dataclasses.dataclass
-class BertConfig:
+class BertConfig(ClassifierConfig):
     """The BertConfig fields that change the math, with transformers' defaults."""
 
     model_type: ClassVar[str] = "bert"  # config.json's, as in transformers' BertConfig
@@ -41,6 +55,8 @@ class BertConfig:
     max_position_embeddings: int = 512  # learned positions: the longest input
     type_vocab_size: int = 2  # segment A / segment B
     layer_norm_eps: float = 1e-12  # TensorFlow BERT's epsilon, far smaller than PyTorch's 1e-5
+    pad_token_id: int | None = 0  # the word embedding's padding_idx: its row gets no gradient
+    tie_word_embeddings: bool = True  # the MLM decoder is the word embedding matrix
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
@@ -83,22 +99,31 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         # "LayerNorm", not "layer_norm": the TensorFlow checkpoint's name, kept so old checkpoints load.
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        B, T = input_ids.shape
+    def create_position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(1, T): 0, 1, ..., T-1, the same for every row (HF slices its position_ids buffer)."""
+        return torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)  # all segment A, as HF's zero buffer
-        position_ids = torch.arange(T, device=input_ids.device)[None]  # (1, T): 0, 1, ..., T-1
+        if position_ids is None:
+            position_ids = self.create_position_ids(input_ids)  # (1, T) or (B, T)
         words = self.word_embeddings(input_ids)  # (B, T, C)
         record(self, "word_embeddings", words)
         types = self.token_type_embeddings(token_type_ids)  # (B, T, C)
         record(self, "token_type_embeddings", types)
-        positions = self.position_embeddings(position_ids)  # (1, T, C), broadcast over the batch
+        positions = self.position_embeddings(position_ids)  # (1 or B, T, C), broadcast over the batch
         record(self, "position_embeddings", positions)
         # HF adds in this order: (words + types) + positions. Float addition is not associative.
         embeddings = words + types + positions  # (B, T, C)
@@ -115,6 +140,8 @@ class BertSelfAttention(nn.Module):
     Left out: cross-attention, the key/value cache, the attention backends, attention dropout.
     """
 
+    config_class = BertConfig
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.num_attention_heads = config.num_attention_heads  # nh
@@ -128,11 +155,12 @@ class BertSelfAttention(nn.Module):
     @classmethod
     def from_hf(cls, module: nn.Module) -> "BertSelfAttention":
         """The twin of a live transformers BertSelfAttention: its config and a copy of its weights."""
-        return twin_of(cls, BertConfig, module)
+        return twin_of(cls, cls.config_class, module)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``attention_mask``: the tokenizer's (B, T) mask, 1 = token, 0 = padding, or None."""
         B, T, C = hidden_states.shape
         nh, hs = self.num_attention_heads, self.attention_head_size
         q = self.query(hidden_states).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
@@ -148,7 +176,7 @@ class BertSelfAttention(nn.Module):
         probs = torch.softmax(scores, dim=-1)  # (B, nh, T, T), each row sums to 1
         record(self, "probs", probs)
         context = torch.matmul(probs, v)  # (B, nh, T, hs)
-        context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
+        context = context.transpose(1, 2).reshape(B, T, C).contiguous()  # (B, T, C): heads side by side again
         record(self, "context", context)
         return context, probs
 
@@ -161,11 +189,13 @@ class BertLayer(nn.Module):
     paths so the weights load as they are.
     """
 
+    attention_class = BertSelfAttention  # a family member names its own (RobertaSelfAttention)
+
     def __init__(self, config: BertConfig):
         super().__init__()
         C, I = config.hidden_size, config.intermediate_size
         self.attention = Namespace(
-            self=BertSelfAttention(config),
+            self=self.attention_class(config),
             output=Namespace(dense=nn.Linear(C, C), LayerNorm=nn.LayerNorm(C, eps=config.layer_norm_eps)),
         )
         self.intermediate = Namespace(dense=nn.Linear(C, I))
@@ -175,7 +205,7 @@ class BertLayer(nn.Module):
     @classmethod
     def from_hf(cls, module: nn.Module) -> "BertLayer":
         """The twin of a live transformers BertLayer: its config and a copy of its weights."""
-        return twin_of(cls, BertConfig, module)
+        return twin_of(cls, cls.attention_class.config_class, module)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         attention, ffn_in, ffn_out = self.attention.output, self.intermediate, self.output
@@ -202,36 +232,51 @@ class BertLayer(nn.Module):
         return hidden_states
 
 
-class BertModelOutput(NamedTuple):
-    last_hidden_state: torch.Tensor  # (B, T, C)
-    pooler_output: torch.Tensor | None  # (B, C), None when the checkpoint has no pooler
-
-
 class BertModel(nn.Module):
     """Twin of BertModel: embeddings, the encoder's stack of layers, and the pooler if the checkpoint has one."""
+
+    config_class = BertConfig
+    embeddings_class = BertEmbeddings  # a family member names its own (RobertaEmbeddings)
+    layer_class = BertLayer
+    base_model_prefix = "bert"  # the attribute a *For* class keeps this model under, and its keys' prefix
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
         self.config = config
-        self.embeddings = BertEmbeddings(config)
-        self.encoder = Namespace(layer=nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers)))
+        self.embeddings = self.embeddings_class(config)
+        self.encoder = Namespace(layer=nn.ModuleList(self.layer_class(config) for _ in range(config.num_hidden_layers)))
         C = config.hidden_size
-        # The pooler is the NSP head's input: tanh(W h_[CLS] + b). Sentence-embedding checkpoints may drop it.
+        # The pooler: tanh(W h_[CLS] + b), the input of the NSP and classification heads.
+        # Sentence-embedding checkpoints may drop it.
         self.pooler = Namespace(dense=nn.Linear(C, C)) if add_pooling_layer else None
         name_modules(self)
 
     @classmethod
+    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
+        """The constructor's extra arguments for a checkpoint: a pooler only if it has one."""
+        return (any(key.endswith("pooler.dense.weight") for key in state),)
+
+    @classmethod
     def from_hf(cls, model: nn.Module) -> "BertModel":
         """The twin of a live transformers BertModel: its config and a copy of its weights."""
-        return twin_of(cls, BertConfig, model, model.pooler is not None)
+        return twin_of(cls, cls.config_class, model, model.pooler is not None)
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        """What transformers' from_pretrained needs to build the same model (no invented pooler)."""
+        return {"add_pooling_layer": self.pooler is not None}
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> BertModelOutput:
-        hidden_states = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        position_ids: torch.Tensor | None = None,
+    ) -> BaseModelOutput:
+        """``attention_mask``: the tokenizer's (B, T) 1/0 mask. ``position_ids``: (1 or B, T), by
+        default 0..T-1. BERT's mask never depends on positions (unlike GPT-2's packed sequences)."""
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be the tokenizer's (B, T) mask, not a {attention_mask.dim()}-D tensor")
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, C)
         for i, layer in enumerate(self.encoder.layer):
             hidden_states = layer(hidden_states, attention_mask)  # (B, T, C)
             record(self.encoder, f"layer.{i}", hidden_states)  # "encoder.layer.i": the layer's output
@@ -241,4 +286,225 @@ class BertModel(nn.Module):
             record(self.pooler, "dense", pooled)
             pooled = torch.tanh(pooled)  # (B, C)
             record(self.pooler, "activation", pooled)
-        return BertModelOutput(hidden_states, pooled)
+        return BaseModelOutput(hidden_states, pooled)
+
+
+# ---------------------------------------------------------------------------------------------
+# Heads: what the model predicts.
+
+
+class BertLMPredictionHead(nn.Module):
+    """Twin of BertLMPredictionHead (inside BertOnlyMLMHead): transform, then scores over the vocabulary.
+
+    The transform is its own dense + activation + LayerNorm (BertPredictionHeadTransform), then the
+    decoder: the word embedding matrix itself (tied) and a bias of its own, one per vocabulary entry.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        C = config.hidden_size
+        self.transform = Namespace(dense=nn.Linear(C, C), LayerNorm=nn.LayerNorm(C, eps=config.layer_norm_eps))
+        self.transform.transform_act_fn = get_activation(config.hidden_act)
+        self.decoder = nn.Linear(C, config.vocab_size)  # (V, C): tied to the word embeddings
+        self.bias = self.decoder.bias  # one (V,) tensor under two names, as in HF
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        t = self.transform
+        hidden_states = t.dense(hidden_states)  # (B, T, C)
+        record(t, "dense", hidden_states)
+        hidden_states = t.transform_act_fn(hidden_states)  # (B, T, C)
+        record(t, "transform_act_fn", hidden_states)
+        hidden_states = t.LayerNorm(hidden_states)  # (B, T, C)
+        record(t, "LayerNorm", hidden_states)
+        logits = self.decoder(hidden_states)  # (B, T, V): each position against every word's embedding
+        record(self, "decoder", logits)
+        return logits
+
+
+class BertPreTrainedModel(nn.Module):
+    """What every head shares: its base model under ``base_model_prefix``, built without the weights'
+    random init (reimpl.loading.build), and the class-level facts the tracer asks for."""
+
+    base_class = BertModel
+    base_model_prefix = "bert"
+    task: str  # what the head predicts: "masked-lm", "sequence-classification", "pretraining", "next-sentence"
+    logits_stage: str  # the recorded name of the head's scores (the tracer shows them as predictions, not a stage)
+    _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
+
+    @classmethod
+    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
+        return ()
+
+    @classmethod
+    def from_hf(cls, model: nn.Module):
+        """The twin of a live transformers model of the same class: its config and a copy of its weights."""
+        return twin_of(cls, cls.base_class.config_class, model)
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """Twin of BertForMaskedLM: BertModel without its pooler, then the masked-LM head (cls.predictions)."""
+
+    task = "masked-lm"
+    logits_stage = "cls.predictions.decoder"
+    _tied_weights_keys = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = self.base_class(config, add_pooling_layer=False)  # HF's masked LM has no pooler
+        self.cls = Namespace(predictions=BertLMPredictionHead(config))
+        name_modules(self)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> MaskedLMOutput:
+        hidden_states = self.bert(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
+        return MaskedLMOutput(self.cls.predictions(hidden_states))  # (B, T, V)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Twin of BertForSequenceClassification: the pooled [CLS] vector through one linear layer, a score per label."""
+
+    task = "sequence-classification"
+    logits_stage = "classifier"
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.num_labels = config.num_labels  # L
+        self.bert = self.base_class(config)  # with its pooler
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # (L, C)
+        name_modules(self)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> SequenceClassifierOutput:
+        pooled = self.bert(input_ids, attention_mask, token_type_ids, position_ids).pooler_output  # (B, C)
+        logits = self.classifier(pooled)  # (B, L)
+        record(self, "classifier", logits)
+        return SequenceClassifierOutput(logits)
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """Twin of BertForPreTraining: BERT's two pre-training heads, masked LM on every token and
+    next-sentence prediction on the pooled [CLS] (cls.predictions and cls.seq_relationship)."""
+
+    task = "pretraining"
+    logits_stage = "cls.predictions.decoder"
+    _tied_weights_keys = BertForMaskedLM._tied_weights_keys
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = self.base_class(config)
+        self.cls = Namespace(predictions=BertLMPredictionHead(config), seq_relationship=nn.Linear(config.hidden_size, 2))
+        name_modules(self)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> PreTrainingOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids)
+        prediction_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        seq_relationship_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        record(self.cls, "seq_relationship", seq_relationship_logits)
+        return PreTrainingOutput(prediction_logits, seq_relationship_logits)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    """Twin of BertForNextSentencePrediction: does segment B follow segment A? (cls.seq_relationship on the pooler)."""
+
+    task = "next-sentence"
+    logits_stage = "cls.seq_relationship"
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = self.base_class(config)
+        self.cls = Namespace(seq_relationship=nn.Linear(config.hidden_size, 2))
+        name_modules(self)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> NextSentencePredictorOutput:
+        pooled = self.bert(input_ids, attention_mask, token_type_ids, position_ids).pooler_output  # (B, C)
+        logits = self.cls.seq_relationship(pooled)  # (B, 2)
+        record(self.cls, "seq_relationship", logits)
+        return NextSentencePredictorOutput(logits)
+
+
+# ---------------------------------------------------------------------------------------------
+# The record, and where transformers computes each recorded step (for annotate.capture).
+
+
+def checkpoint_key(key: str) -> str | None:
+    """BERT checkpoints as found: TensorFlow-era LayerNorm names ``gamma``/``beta`` (bert-base-uncased's
+    own file). Prefixes (``bert.``) are matched by the loader, as transformers does."""
+    if ".LayerNorm." in key:
+        key = key.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
+    return key
+
+
+def catch_embeddings(e, hooks) -> None:
+    hooks.on(e.word_embeddings)
+    hooks.on(e.token_type_embeddings)
+    hooks.on(e.position_embeddings)
+    hooks.before(e.LayerNorm, e, "sum")  # words + types + positions, LayerNorm's input
+    hooks.on(e.LayerNorm)
+
+
+def catch_layer(layer, hooks) -> None:
+    s, out = layer.attention.self, layer.attention.output
+    hooks.on(s.query)
+    hooks.on(s.key)
+    hooks.on(s.value)
+    hooks.scores(s)
+    hooks.on(s, "context", index=0)
+    hooks.on(s, "probs", index=1)
+    hooks.on(out.dense)
+    hooks.before(out.LayerNorm, out, "residual")
+    hooks.on(out.LayerNorm)
+    hooks.on(layer.intermediate.dense)
+    hooks.on(layer.intermediate, "intermediate_act_fn")
+    hooks.on(layer.output.dense)
+    hooks.before(layer.output.LayerNorm, layer.output, "residual")
+    hooks.on(layer.output.LayerNorm)
+    hooks.on(layer)  # encoder.layer.i: the layer's output
+
+
+def catch_hf(hf: nn.Module, hooks) -> None:
+    """Hooks on transformers' BertModel or one of the heads above (``hooks``: annotate.capture's)."""
+    base = getattr(hf, "bert", hf)
+    catch_embeddings(base.embeddings, hooks)
+    for layer in base.encoder.layer:
+        catch_layer(layer, hooks)
+    if base.pooler is not None:
+        hooks.on(base.pooler.dense)
+        hooks.on(base.pooler, "activation")
+    if hasattr(hf, "classifier"):
+        hooks.on(hf.classifier)
+    predictions = getattr(getattr(hf, "cls", None), "predictions", None)
+    if predictions is not None:
+        hooks.on(predictions.transform.dense)
+        hooks.on(predictions.transform.transform_act_fn)  # a module in HF (ACT2FN gives instances)
+        hooks.on(predictions.transform.LayerNorm)
+        hooks.on(predictions.decoder)
+    if hasattr(getattr(hf, "cls", None), "seq_relationship"):
+        hooks.on(hf.cls.seq_relationship)
+
+
+ARCHITECTURE = Architecture(
+    model_type="bert",
+    config=BertConfig,
+    base=BertModel,
+    heads=(BertForMaskedLM, BertForPreTraining, BertForNextSentencePrediction, BertForSequenceClassification),
+    default=BertModel,
+    hf_file="models/bert/modeling_bert.py",
+    layers="encoder.layer",
+    attention="attention.self",
+    causal=False,
+    token_types=True,
+    checkpoint_key=checkpoint_key,
+    catch_hf=catch_hf,
+)

@@ -1,19 +1,19 @@
 """GPT-2, written to be read beside transformers' models/gpt2/modeling_gpt2.py.
 
 Twins of Conv1D (pytorch_utils.py), GPT2Attention, GPT2MLP, GPT2Block, GPT2Model (wte, wpe, h,
-ln_f) and GPT2LMHeadModel (transformer, and lm_head tied to transformer.wte), with a key/value
-cache and greedy ``generate``. Classes and attributes have HF's names, so HF's state-dict keys
+ln_f), GPT2LMHeadModel (transformer, and lm_head, tied to transformer.wte unless the checkpoint
+says otherwise) and GPT2ForSequenceClassification (score, read at each row's last real token),
+with a key/value cache and ``generate`` (reimpl/generation.py). Classes and attributes have HF's names, so HF's state-dict keys
 load as they are, and with the same weights and input every step is bit-identical
 (``torch.equal``) to transformers' eager attention path in fp32: without a cache to HF called with
 ``use_cache=False``, with a ``KVCache`` to HF's default call (which uses a DynamicCache); see
 GPT2Attention for why those two differ in the last bit.
 
 Left out, because GPT-2's language model does not need them: dropout (the twins are
-inference-only), cross-attention (``add_cross_attention``), ``token_type_ids`` and
-``inputs_embeds``, packed sequences (HF's block-diagonal mask when ``position_ids`` restart and
-there is no attention mask), gradient checkpointing, the attention backends (sdpa, flash, flex):
-this is ``eager_attention_forward``; the heads other than the LM head (double heads,
-classification, QA), the loss, and every decoding strategy but greedy.
+inference-only), cross-attention (``add_cross_attention``, refused), ``token_type_ids`` (HF looks
+them up in ``wte``; refused) and ``inputs_embeds``, gradient checkpointing, the attention backends
+(sdpa, flash, flex): this is ``eager_attention_forward``; the heads without checkpoints in the
+wild (double heads, token classification, QA), and the losses.
 
 Shape legend: B batch, T tokens in this call, S tokens attended to (the cache's and this call's),
 C hidden size, nh heads, hs head size, I the MLP's inner width, V vocabulary.
@@ -28,12 +28,14 @@ import torch
 from torch import nn
 
 from .activations import get_activation
+from .architecture import Architecture, ClassifierConfig
 from .loading import twin_of
+from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 from .states import name_modules, record
 
 
 @dataclasses.dataclass
-class GPT2Config:
+class GPT2Config(ClassifierConfig):
     """The GPT2Config fields that change the math, with transformers' names and defaults."""
 
     model_type: ClassVar[str] = "gpt2"  # config.json's, as in transformers' GPT2Config
@@ -49,14 +51,31 @@ class GPT2Config:
     scale_attn_weights: bool = True  # divide the scores by sqrt(hs); False leaves them unscaled
     scale_attn_by_inverse_layer_idx: bool = False  # also divide by layer index + 1 (Stanford CRFM's Mistral)
     reorder_and_upcast_attn: bool = False  # scores through fp32 baddbmm with the scale inside (Megatron-LM)
+    tie_word_embeddings: bool = True  # lm_head is wte (False: the checkpoint stores its own lm_head)
+    pad_token_id: int | None = None  # the classification head reads each row's last token that is not this
+
+    # transformers' GPT2Config.attribute_map: the names other configs use for the same fields.
+    @property
+    def hidden_size(self) -> int:
+        return self.n_embd
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layer
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_head
+
+    @property
+    def max_position_embeddings(self) -> int:
+        return self.n_positions
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GPT2Config":
         """From config.json (or a transformers GPT2Config's to_dict()); refuses what the twin can't compute."""
         if d.get("add_cross_attention"):
             raise ValueError("GPT-2 with cross-attention (add_cross_attention) is not supported")
-        if not d.get("tie_word_embeddings", True):
-            raise ValueError("GPT-2 with an untied LM head (tie_word_embeddings=False) is not supported")
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in fields})
         get_activation(config.activation_function)  # fail now, with the supported list, not mid-forward
@@ -92,7 +111,12 @@ class KVCache:
 
 
 def causal_mask(
-    attention_mask: torch.Tensor | None, T: int, past: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    attention_mask: torch.Tensor | None,
+    T: int,
+    past: int,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    packed_position_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Which keys each query may see, as an additive bias for the scores: (B, 1, T, S), or (1, 1, T, S) without padding.
 
@@ -104,6 +128,11 @@ def causal_mask(
     A query on a left-padding token sees no key at all: its row is ``score + finfo.min`` everywhere,
     which rounds to finfo.min everywhere, and softmax spreads it evenly over all S keys. That row is
     garbage, as in HF, and no real token ever reads it (real tokens never attend to padding).
+
+    ``packed_position_ids``: (1 or B, T) position ids of several sequences packed in one row
+    (``0 1 2 0 1``), given when there is no attention mask and no cache: then, as
+    masking_utils.find_packed_sequence_indices does, a token also sees only keys of its own
+    sequence (a new sequence starts wherever the position does not go up by one).
     """
     S = past + T
     query_positions = torch.arange(T, device=device) + past  # (T,): where this call's tokens sit
@@ -114,6 +143,11 @@ def causal_mask(
         if attention_mask.shape[-1] != S:
             raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} tokens; cache + input have {S}")
         allowed = allowed & attention_mask[:, None, None, :].bool()  # (B, 1, T, S): and not padding
+    if packed_position_ids is not None:
+        first = packed_position_ids[:, :1] - 1  # so that the first token counts as "up by one"
+        starts = torch.diff(packed_position_ids, prepend=first, dim=-1) != 1  # (B, T): a sequence starts here
+        sequence = starts.cumsum(-1)  # (B, T): 0 0 0 1 1 for positions 0 1 2 0 1
+        allowed = allowed & (sequence[:, None, :, None] == sequence[:, None, None, :])  # (B, 1, T, T): same sequence
     return torch.where(allowed, torch.zeros((), dtype=dtype, device=device), torch.finfo(dtype).min)
 
 
@@ -210,9 +244,11 @@ class GPT2Attention(nn.Module):
         if attention_mask is not None:
             scores = scores + attention_mask  # (B, nh, T, S): the future and padding -> ~-inf
         probs = torch.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
+        probs = probs.type(v.dtype)  # fp32 from the upcast branch back to V's dtype (else a no-op)
         record(self, "probs", probs)
         context = torch.matmul(probs, v)  # (B, nh, T, hs)
-        context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
+        # .contiguous() as in HF: with hs = 1 the reshape is a strided view, which Conv1D's .view refuses.
+        context = context.transpose(1, 2).reshape(B, T, C).contiguous()  # (B, T, C): heads side by side again
         record(self, "context", context)
         output = self.c_proj(context)  # (B, T, C)
         record(self, "c_proj", output)
@@ -290,6 +326,9 @@ class GPT2Block(nn.Module):
 class GPT2Model(nn.Module):
     """Twin of GPT2Model: token + position embeddings, the stack of blocks, the final LayerNorm."""
 
+    config_class = GPT2Config
+    base_model_prefix = "transformer"  # the attribute the *For* classes keep this model under, and its keys' prefix
+
     def __init__(self, config: GPT2Config):
         super().__init__()
         self.config = config
@@ -300,9 +339,16 @@ class GPT2Model(nn.Module):
         name_modules(self)
 
     @classmethod
+    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
+        return ()
+
+    @classmethod
     def from_hf(cls, model: nn.Module) -> "GPT2Model":
         """The twin of a live transformers GPT2Model: its config and a copy of its weights."""
-        return twin_of(cls, GPT2Config, model)
+        return twin_of(cls, cls.config_class, model)
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        return {}
 
     def forward(
         self,
@@ -310,13 +356,18 @@ class GPT2Model(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         position_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> BaseModelOutput:
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be the tokenizer's (B, S) mask, not a {attention_mask.dim()}-D tensor")
         B, T = input_ids.shape
         past = cache.get_seq_length() if cache is not None else 0  # tokens already in the cache
+        # Given position ids without a mask or a cache may pack several sequences in a row (HF's
+        # training-time format): the mask then keeps each sequence to itself (see causal_mask).
+        packed = position_ids if attention_mask is None and cache is None else None
         if position_ids is None:
             # Positions continue after the cache. HF does not shift them for left padding in a
             # plain forward: a left-padded row's first real token is not at position 0.
-            # (generate does shift them, and passes its own: see GPT2LMHeadModel.generate.)
+            # (generate does shift them, and passes its own: see reimpl/generation.py.)
             position_ids = (torch.arange(T, device=input_ids.device) + past)[None]  # (1, T)
         words = self.wte(input_ids)  # (B, T, C)
         record(self, "wte", words)
@@ -324,36 +375,61 @@ class GPT2Model(nn.Module):
         record(self, "wpe", positions)
         hidden_states = words + positions  # (B, T, C)
         record(self, "sum", hidden_states)
-        mask = causal_mask(attention_mask, T, past, hidden_states.dtype, hidden_states.device)  # (B, 1, T, S), once for all blocks
+        # (B, 1, T, S), built once for all blocks
+        mask = causal_mask(attention_mask, T, past, hidden_states.dtype, hidden_states.device, packed)
         for i, block in enumerate(self.h):
             hidden_states = block(hidden_states, mask, cache)  # (B, T, C)
             record(self, f"h.{i}", hidden_states)  # "transformer.h.i": the block's output
         hidden_states = self.ln_f(hidden_states)  # (B, T, C)
         record(self, "ln_f", hidden_states)
-        return hidden_states
+        return BaseModelOutput(hidden_states)
 
 
-class GPT2LMHeadModel(nn.Module):
-    """Twin of GPT2LMHeadModel: GPT2Model, then logits over the vocabulary from the tied embedding."""
+class GPT2PreTrainedModel(nn.Module):
+    """What the heads share: GPT2Model under ``transformer``, and the facts the tracer asks for."""
+
+    base_class = GPT2Model
+    base_model_prefix = "transformer"
+    task: str  # "causal-lm" or "sequence-classification"
+    logits_stage: str  # the recorded name of the head's scores
+    _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
+
+    @classmethod
+    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
+        return ()
+
+    @classmethod
+    def from_hf(cls, model: nn.Module):
+        """The twin of a live transformers model of the same class: its config and a copy of its weights."""
+        return twin_of(cls, GPT2Config, model)
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def base_model(self) -> GPT2Model:
+        return self.transformer
+
+
+class GPT2LMHeadModel(GPT2PreTrainedModel):
+    """Twin of GPT2LMHeadModel: GPT2Model, then logits over the vocabulary.
+
+    The LM head is the token embedding: logits are each position's dot product with every
+    embedding row, one (V, C) tensor stored once. The loader ties them as transformers 5 does
+    (``_tied_weights_keys``): unless the config says ``tie_word_embeddings=False`` or the
+    checkpoint stores an ``lm_head.weight`` of its own with other values, which then is kept.
+    """
+
+    task = "causal-lm"
+    logits_stage = "lm_head"
+    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, config: GPT2Config):
         super().__init__()
         self.config = config
         self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # (V, C), the same tensor as wte
-        self.tie_weights()
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # (V, C), usually wte itself
         name_modules(self)
-
-    def tie_weights(self) -> None:
-        """The LM head is the token embedding: logits are each token's dot product with every
-        embedding row. One (V, C) tensor, stored once; loading with assign=True unties, so the
-        loader calls this again."""
-        self.lm_head.weight = self.transformer.wte.weight
-
-    @classmethod
-    def from_hf(cls, model: nn.Module) -> "GPT2LMHeadModel":
-        """The twin of a live transformers GPT2LMHeadModel: its config and a copy of its weights."""
-        return twin_of(cls, GPT2Config, model)
 
     def forward(
         self,
@@ -361,63 +437,115 @@ class GPT2LMHeadModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         position_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutput:
         """Logits (B, T, V) for the next token after each input token.
 
         ``attention_mask``: the tokenizer's (B, S) 1/0 mask, covering the cached tokens and these
         (left padding included). ``cache``: a KVCache, empty or filled by earlier calls; this call's
         keys and values are appended to it. Without one the result is bit-identical to HF called
         with ``use_cache=False``; with one, to HF's default call. ``position_ids``: (B, T) or (1, T);
-        by default the cache's length onwards.
+        by default the cache's length onwards. ``logits_to_keep``: only the last N positions'
+        logits (generation asks for 1); 0 keeps all.
         """
-        hidden_states = self.transformer(input_ids, attention_mask, cache, position_ids)  # (B, T, C)
-        logits = self.lm_head(hidden_states)  # (B, T, V)
+        hidden_states = self.transformer(input_ids, attention_mask, cache, position_ids).last_hidden_state  # (B, T, C)
+        logits = self.lm_head(hidden_states[:, -logits_to_keep:, :])  # (B, T or N, V); -0: all
         record(self, "lm_head", logits)
-        return logits
+        return CausalLMOutput(logits)
 
-    @torch.inference_mode()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        max_new_tokens: int,
-        attention_mask: torch.Tensor | None = None,
-        eos_token_id: int | None = None,
-        pad_token_id: int | None = None,
-    ) -> torch.Tensor:
-        """Greedy decoding with the cache: the (B, T + new) ids of HF's ``generate(do_sample=False)``
-        called with the same ``eos_token_id`` and ``pad_token_id``.
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Decoding with the cache, as transformers' ``generate``: see reimpl.generation.generate."""
+        from .generation import generate
 
-        The prompt goes through once, then one token per step against the cache. As in HF: a
-        left-padded prompt's positions count from its first real token (padding slots get 0);
-        only the last position's logits are computed; with ``eos_token_id``, a row that has
-        produced it gets ``pad_token_id`` (default: eos) from then on, and decoding stops early
-        once every row has. Without ``eos_token_id`` it always runs ``max_new_tokens`` steps.
-        """
+        return generate(self, input_ids, max_new_tokens, attention_mask, **kwargs)
+
+
+class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+    """Twin of GPT2ForSequenceClassification: a score per label at every position, read at each
+    row's last token that is not ``pad_token_id`` (the only one that has seen the whole text)."""
+
+    task = "sequence-classification"
+    logits_stage = "score"
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.config = config
+        self.num_labels = config.num_labels  # L
+        self.transformer = GPT2Model(config)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)  # (L, C)
+        name_modules(self)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None
+    ) -> SequenceClassifierOutput:
         B, T = input_ids.shape
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if pad_token_id is None:
-            pad_token_id = eos_token_id
-        # GenerationMixin._prepare_position_ids_for_generation: 0, 1, 2, ... from the first real token.
-        position_ids = attention_mask.long().cumsum(-1) - 1  # (B, T)
-        position_ids = position_ids.masked_fill(attention_mask == 0, 0)  # (B, T)
-        unfinished = torch.ones(B, dtype=torch.long, device=input_ids.device)  # (B,): 1 until eos
-        cache = KVCache()
-        new_ids = input_ids  # the whole prompt first, then only the newest token
-        for _ in range(max_new_tokens):
-            hidden_states = self.transformer(new_ids, attention_mask, cache, position_ids)  # (B, T or 1, C)
-            # HF's generate asks for the last position only (logits_to_keep=1): a (B, 1, C) product.
-            logits = self.lm_head(hidden_states[:, -1:, :])  # (B, 1, V)
-            record(self, "lm_head", logits)
-            next_tokens = torch.argmax(logits[:, -1], dim=-1)  # (B,)
-            if eos_token_id is not None:
-                next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)  # finished rows: pad
-            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)  # (B, T + steps)
-            if eos_token_id is not None:
-                unfinished = unfinished & (next_tokens != eos_token_id).long()
-                if not unfinished.any():
-                    break
-            new_ids = next_tokens[:, None]  # (B, 1)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, 1)], dim=-1)  # (B, S + 1)
-            position_ids = position_ids[:, -1:] + 1  # (B, 1)
-        return input_ids
+        hidden_states = self.transformer(input_ids, attention_mask, None, position_ids).last_hidden_state  # (B, T, C)
+        logits = self.score(hidden_states)  # (B, T, L)
+        record(self, "score", logits)
+        if self.config.pad_token_id is None:
+            if B != 1:
+                raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined (config.pad_token_id).")
+            last = torch.tensor([T - 1], device=input_ids.device)  # (1,)
+        else:
+            # The rightmost token that is not padding, for left and right padding alike (HF's int32 arithmetic).
+            not_pad = (input_ids != self.config.pad_token_id).to(torch.int32)  # (B, T)
+            last = (torch.arange(T, device=input_ids.device, dtype=torch.int32) * not_pad).argmax(-1)  # (B,)
+        pooled = logits[torch.arange(B, device=logits.device), last]  # (B, L)
+        return SequenceClassifierOutput(pooled)
+
+
+# ---------------------------------------------------------------------------------------------
+# The record, and where transformers computes each recorded step (for annotate.capture).
+
+
+def checkpoint_key(key: str) -> str | None:
+    """GPT-2 checkpoints as found: the hub's ``gpt2`` carries each layer's causal-mask buffer
+    ``h.N.attn.bias`` (older saves also ``h.N.attn.masked_bias``, the -1e4 fill value), which
+    transformers 5 no longer uses: the mask is built per call. Dropped here (``attn.c_attn.bias`` is
+    a weight and stays). Prefixes (``transformer.``) are matched by the loader."""
+    if key.split(".")[-2:] in (["attn", "bias"], ["attn", "masked_bias"]):
+        return None
+    return key
+
+
+def catch_hf(hf: nn.Module, hooks) -> None:
+    """Hooks on transformers' GPT2Model or one of the heads above (``hooks``: annotate.capture's)."""
+    t = getattr(hf, "transformer", hf)
+    hooks.on(t.wte)
+    hooks.on(t.wpe)
+    hooks.before(t.drop, t, "sum")  # words + positions, before the (inactive) dropout
+    for block in t.h:
+        attn = block.attn
+        hooks.on(block.ln_1)
+        hooks.split(attn.c_attn, attn, ("query", "key", "value"), t.config.n_embd)  # [Q | K | V]
+        hooks.scores(attn)
+        hooks.on(attn, "probs", index=1)
+        hooks.before(attn.c_proj, attn, "context")
+        hooks.on(attn.c_proj)
+        hooks.before(block.ln_2, attn, "residual")
+        hooks.on(block.ln_2)
+        hooks.on(block.mlp.c_fc)
+        hooks.before(block.mlp.c_proj, block.mlp, "act")
+        hooks.on(block.mlp.c_proj)
+        hooks.on(block, "mlp.residual")  # the block ends with that sum
+        hooks.on(block)
+    hooks.on(t.ln_f)
+    for head in ("lm_head", "score"):
+        if hasattr(hf, head):
+            hooks.on(getattr(hf, head))
+
+
+ARCHITECTURE = Architecture(
+    model_type="gpt2",
+    config=GPT2Config,
+    base=GPT2Model,
+    heads=(GPT2LMHeadModel, GPT2ForSequenceClassification),
+    default=GPT2LMHeadModel,  # every GPT-2 checkpoint has its LM head: it is wte
+    hf_file="models/gpt2/modeling_gpt2.py",
+    layers="h",
+    attention="attn",
+    causal=True,
+    token_types=False,
+    checkpoint_key=checkpoint_key,
+    catch_hf=catch_hf,
+)

@@ -1,9 +1,13 @@
 """Checkpoints into twins, without building the transformers model.
 
-``from_pretrained(name_or_path)`` finds the files (a local directory, a packaged model, the local
-HF cache, or the hub), reads config.json, picks the architecture by its ``model_type``, maps the
-checkpoint's keys to the twin's (one function per architecture), checks every tensor's presence
-and shape, and loads. Checkpoints are data: safetensors through ``safetensors``, ``.bin`` through
+The generic half of loading, which knows no architecture: finding the files (a local directory,
+a packaged model, the local HF cache, or the hub), reading config.json and the tensors, matching
+the ``bert.`` / ``transformer.`` prefix as transformers does, tying weights, checking every
+tensor's presence and shape, and building a twin on the meta device. reimpl/registry.py's
+``from_pretrained`` puts it together with the architecture records; the twins import this module
+(``build``, ``twin_of``) and it imports none of them.
+
+Checkpoints are data: safetensors through ``safetensors``, ``.bin`` through
 ``torch.load(weights_only=True)``; nothing in a checkpoint is executed.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,72 +36,45 @@ class CheckpointError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Key mapping: one function per architecture, checkpoint keys -> the twin's keys.
-
-
-def bert_state_dict(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """BERT checkpoints as found: bert-base-uncased's own carries a ``bert.`` prefix (it was saved
-    from BertForPreTraining), TensorFlow-era LayerNorm names ``gamma``/``beta`` and ``cls.*`` head
-    tensors; sentence-transformers checkpoints have no prefix. Head tensors are left out."""
-    out = {}
-    for key, tensor in raw.items():
-        if key.startswith("bert."):
-            key = key[len("bert.") :]
-        elif not key.startswith(("embeddings.", "encoder.", "pooler.")):
-            continue  # cls.predictions.*, cls.seq_relationship.*, classifier.*: heads the twin doesn't have
-        if ".LayerNorm." in key:
-            key = key.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
-        out[key] = tensor
-    return out
-
-
-def gpt2_state_dict(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """GPT-2 checkpoints as found: the hub's ``gpt2`` was saved from GPT2Model, so its keys have
-    no ``transformer.`` prefix and it has no ``lm_head.weight``; it also carries each layer's
-    causal-mask buffer ``h.N.attn.bias`` (older saves also ``h.N.attn.masked_bias``, the -1e4 fill
-    value), which transformers 5 no longer uses: the mask is built per call. Saves from
-    GPT2LMHeadModel carry the prefix, and may carry ``lm_head.weight``. The LM head is tied to the
-    token embedding, so ``lm_head.weight`` is always ``transformer.wte.weight``."""
-    out = {}
-    for key, tensor in raw.items():
-        if key.startswith("transformer."):
-            key = key[len("transformer.") :]
-        elif not key.startswith(("wte.", "wpe.", "h.", "ln_f.")):
-            continue  # lm_head.weight (tied: set from wte below), multiple_choice_head.*, score.*: not the twin's
-        if key.split(".")[-2:] in (["attn", "bias"], ["attn", "masked_bias"]):
-            continue  # buffers, not weights (``attn.c_attn.bias`` is a weight and stays)
-        out["transformer." + key] = tensor
-    if "transformer.wte.weight" in out:
-        out["lm_head.weight"] = out["transformer.wte.weight"]
-    return out
-
-
-def _architectures() -> dict[str, tuple[Any, Any, Callable, Callable]]:
-    """model_type -> (twin config class, twin model class, key mapping, the model's extra arguments given the state)."""
-    from . import bert, gpt2
-
-    return {
-        # A BERT checkpoint may have no pooler (sentence-transformers drop it): build the twin without one.
-        "bert": (bert.BertConfig, bert.BertModel, bert_state_dict, lambda state: ("pooler.dense.weight" in state,)),
-        "gpt2": (gpt2.GPT2Config, gpt2.GPT2LMHeadModel, gpt2_state_dict, lambda state: ()),
-    }
-
-
-def supported_model_types() -> list[str]:
-    return sorted(_architectures())
-
-
-# ---------------------------------------------------------------------------------------------
 # Loading tensors into a twin.
 
 
-def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bool = False) -> None:
+def match_prefix(state: Mapping[str, torch.Tensor], twin: nn.Module) -> dict[str, torch.Tensor]:
+    """The checkpoint's keys with the base model's prefix as the twin has it, by transformers' rule
+    (PreTrainedModel's ``base_model_prefix``): a BertForMaskedLM save (``bert.encoder...``) loads
+    into a BertModel by dropping ``bert.``; a BertModel save loads into a BertForMaskedLM by adding
+    it (and the head must then be in the file too, or loading fails naming it)."""
+    prefix = getattr(twin, "base_model_prefix", "") + "."
+    if prefix == ".":
+        return dict(state)
+    has = any(key.startswith(prefix) for key in state)
+    expects = any(key.startswith(prefix) for key in twin.state_dict())
+    if has and not expects:
+        return {key.removeprefix(prefix): tensor for key, tensor in state.items() if key.startswith(prefix)}
+    if expects and not has:
+        heads = {key.split(".")[0] for key in twin.state_dict() if not key.startswith(prefix)}
+        return {key if key.split(".")[0] in heads else prefix + key: tensor for key, tensor in state.items()}
+    return dict(state)
+
+
+def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bool = False, dtype: torch.dtype | None = None) -> None:
     """Load ``state`` into ``twin``, which may live on the meta device.
 
     Every tensor the twin has must be in ``state`` with the twin's shape; extra tensors are
-    ignored. With ``copy=False`` the twin takes the tensors themselves (fresh from a file); with
-    ``copy=True`` it gets copies (from a live model, which an edit to the twin must not touch).
+    ignored. Tied weights (``_tied_weights_keys``, target -> source, as transformers declares
+    them) follow transformers 5: a target missing from the checkpoint, or stored equal to its
+    source, becomes the source tensor itself; a target stored with other values keeps them (HF
+    warns and does not tie). With ``copy=False`` the twin takes the tensors themselves (fresh
+    from a file); with ``copy=True`` it gets copies (from a live model, which an edit to the twin
+    must not touch). ``dtype``: convert every tensor to it; None keeps the checkpoint's.
     """
+    state = dict(state)
+    tied = getattr(twin, "_tied_weights_keys", {}) if getattr(getattr(twin, "config", None), "tie_word_embeddings", True) else {}
+    tie = {}
+    for target, source in tied.items():
+        if source in state and (target not in state or torch.equal(state[target], state[source])):
+            state[target] = state[source]
+            tie[target] = source
     expected = twin.state_dict()
     for key, want in expected.items():
         if key not in state:
@@ -108,12 +85,14 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
             )
     tensors = {}
     for key in expected:
-        tensor = state[key].detach().to(torch.float32)
+        tensor = state[key].detach()
+        if dtype is not None:
+            tensor = tensor.to(dtype)
         tensors[key] = tensor.clone() if copy else tensor
     twin.load_state_dict(tensors, strict=True, assign=True)
-    for module in twin.modules():  # assign=True replaced tied parameters: tie them again
-        if hasattr(module, "tie_weights"):
-            module.tie_weights()
+    for target, source in tie.items():  # assign=True gave each key its own tensor: share the tied ones
+        module_path, _, name = target.rpartition(".")
+        setattr(twin.get_submodule(module_path), name, twin.get_parameter(source))
 
 
 @contextmanager
@@ -133,21 +112,28 @@ def _no_init_on_meta() -> Iterator[None]:
         nn.init.normal_ = real
 
 
-def build(model_cls, config, state: Mapping[str, torch.Tensor], *args, copy: bool = False) -> nn.Module:
+def build(model_cls, config, state: Mapping[str, torch.Tensor], *args, copy: bool = False, dtype: torch.dtype | None = None) -> nn.Module:
     """A twin built on the meta device (no memory, no random init) and then given ``state``."""
     with torch.device("meta"), _no_init_on_meta():
         twin = model_cls(config, *args)
-    load_weights(twin, state, copy=copy)
+    load_weights(twin, match_prefix(state, twin), copy=copy, dtype=dtype)
     return twin.eval()
 
 
 def twin_of(model_cls, config_cls, module: nn.Module, *args) -> nn.Module:
-    """The twin of a live transformers module: its config (a layer has none of its own: a child's)
-    and a copy of its weights."""
+    """The twin of a live transformers module: its config (a layer has none of its own: a child's),
+    a copy of its weights, in its dtype. The module must be of the class the twin mirrors:
+    BertModel's twin given a RobertaModel would compute BERT's positions on RoBERTa's weights."""
+    if type(module).__name__ != model_cls.__name__:
+        raise TypeError(
+            f"{model_cls.__name__}.from_hf was given a {type(module).__name__}; it takes a transformers "
+            f"{model_cls.__name__} (for a {type(module).__name__}, use the twin of that class)"
+        )
     config = next((m.config for m in module.modules() if hasattr(m, "config")), None)
     if config is None:
         raise ValueError(f"{type(module).__name__} carries no config")
-    return build(model_cls, config_cls.from_dict(config.to_dict()), module.state_dict(), *args, copy=True)
+    dtype = next((p.dtype for p in module.parameters()), None)
+    return build(model_cls, config_cls.from_dict(config.to_dict()), module.state_dict(), *args, copy=True, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,26 +275,3 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         except Exception as e:
             raise CheckpointError(f"could not read the weights in {str(folder)!r}: {e}") from None
     raise CheckpointError(f"{str(folder)!r} has no model.safetensors or pytorch_model.bin")
-
-
-def from_pretrained(name_or_path: str | Path) -> nn.Module:
-    """Load a BERT or GPT-2 checkpoint straight into its twin.
-
-    ``name_or_path``: a local directory, a hub id (the local HF cache first, then the hub), or a
-    model an installed package ships (``sentence-transformers/all-MiniLM-L6-v2``).
-    """
-    folder = resolve(name_or_path)
-    config_dict = read_config(folder)
-    model_type = config_dict.get("model_type")
-    architectures = _architectures()
-    if model_type not in architectures:
-        raise CheckpointError(
-            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(architectures))}"
-        )
-    config_cls, model_cls, to_twin_keys, model_args = architectures[model_type]
-    try:
-        config = config_cls.from_dict(config_dict)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{model_type} config in {str(folder)!r} is not supported: {e}") from None
-    state = to_twin_keys(read_state_dict(folder))
-    return build(model_cls, config, state, *model_args(state))

@@ -53,7 +53,7 @@ def run_json(*args: str) -> tuple[int, dict]:
 
 def perturbed(monkeypatch, key: str) -> None:
     """Make the loader hand out twins with one weight nudged (transformers' model is untouched)."""
-    real = reimpl.loading.from_pretrained
+    real = reimpl.registry.from_pretrained
 
     def from_pretrained(name_or_path):
         twin = real(name_or_path)
@@ -61,7 +61,7 @@ def perturbed(monkeypatch, key: str) -> None:
             twin.state_dict()[key].view(-1)[0] += 1e-3
         return twin
 
-    monkeypatch.setattr(reimpl.loading, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(reimpl.registry, "from_pretrained", from_pretrained)
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +354,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
         ("no-weights", TEXT, ["has no model.safetensors or pytorch_model.bin"]),
         ("t5", TEXT, ["model_type 't5' is not supported", "bert, gpt2"]),
         ("missing-tensor", TEXT, ["checkpoint has no tensor 'encoder.layer.1.attention.self.value.weight'"]),
-        ("short-bert", "word " * 15, ["17 tokens long", "at most 16 (max_position_embeddings)"]),
+        ("short-bert", "word " * 15, ["17 tokens long", "at most 16 positions"]),
         ("no-tokenizer", TEXT, ["no tokenizer.json"]),
     ],
 )
@@ -380,7 +380,7 @@ def test_minilm_text_too_long():
 
 
 def test_gpt2_text_too_long_and_empty(gpt2_dir):
-    assert_one_error_line(*run(str(gpt2_dir), "the " * 65), "tokens long", "at most 64 (n_positions)")
+    assert_one_error_line(*run(str(gpt2_dir), "the " * 65), "tokens long", "at most 64 positions")
     assert_one_error_line(*run(str(gpt2_dir), ""), "no tokens")
 
 

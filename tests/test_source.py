@@ -160,8 +160,8 @@ def test_no_twin_option_prints_transformers_only(capsys):
 
 
 def test_names_without_a_twin_say_why(capsys):
-    assert main(["source", "BertForMaskedLM"]) == 0
-    assert "no twin: reimpl/ stops at the base models" in capsys.readouterr().out
+    assert main(["source", "BertForQuestionAnswering"]) == 0
+    assert "no twin: reimpl/ has the heads real checkpoints carry" in capsys.readouterr().out
     found = source.find("BertModel.get_input_embeddings")
     assert found.twin is None and found.twin_note == "no twin of BertModel.get_input_embeddings: reimpl's BertModel has no get_input_embeddings"
 

@@ -1,0 +1,68 @@
+"""What a model type *is*: one record per architecture, which everything else reads.
+
+Each twin file ends with its ``ARCHITECTURE`` record (reimpl/bert.py, reimpl/gpt2.py, ...), and
+reimpl/registry.py collects them by ``model_type``. The loader, the tracer, annotate.capture,
+``annotate source`` and the CLI ask the record properties (is it causal? does it take token
+types? where do its layers live?) and never test a model's name. Adding an architecture is a twin
+file with its record, and one line in the registry.
+
+A leaf module: it imports no twin, so the twins can import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    model_type: str  # config.json's "model_type"
+    config: type  # the twin's config dataclass (with ``from_dict``)
+    base: type  # the twin of the base model (BertModel, GPT2Model)
+    heads: tuple[type, ...]  # twins of the *For* classes, named as transformers names them
+    default: type  # what to build when config.json's "architectures" names none of the above
+    hf_file: str  # transformers' modeling file, relative to the package: "models/bert/modeling_bert.py"
+    layers: str  # the path of the layer list inside the base model: "encoder.layer", "h"
+    attention: str  # the path, inside a layer, of the module that records "probs": "attention.self", "attn"
+    causal: bool  # a token attends to earlier tokens only (decoder) or to all (encoder)
+    token_types: bool  # forward takes token_type_ids (segments A/B)
+    # Checkpoint quirks: a key as found in a file -> the key as transformers names it today, or
+    # None to drop it (a buffer, a head the twin has no class for). Prefixes are left alone:
+    # ``reimpl.loading.match_prefix`` handles ``bert.`` / ``transformer.`` as transformers does.
+    checkpoint_key: Callable[[str], str | None]
+    # Where transformers computes each step the twin records: (transformers model, annotate.capture
+    # hooks) -> None, putting hooks on the HF modules (any of ``classes``' transformers twins).
+    catch_hf: Callable
+
+    @property
+    def hf_module(self) -> str:
+        """The importable name of the modeling file: ``transformers.models.bert.modeling_bert``."""
+        return "transformers." + self.hf_file.removesuffix(".py").replace("/", ".")
+
+    @property
+    def classes(self) -> tuple[type, ...]:
+        return (self.base, *self.heads)
+
+    def model_class(self, architectures: list[str] | None) -> type:
+        """The twin class config.json's ``architectures`` names, if the twin has it, else ``default``."""
+        by_name = {cls.__name__: cls for cls in self.classes}
+        for name in architectures or ():
+            if name in by_name:
+                return by_name[name]
+        return self.default
+
+
+@dataclasses.dataclass
+class ClassifierConfig:
+    """The config fields of a classification head, shared by every twin config: transformers'
+    PreTrainedConfig derives ``num_labels`` from ``id2label`` (config.json's keys are strings)."""
+
+    id2label: dict[int, str] | None = None  # label names; None: LABEL_0, LABEL_1, ...
+    num_labels: int = 2  # L; len(id2label) when that is given
+
+    def __post_init__(self):
+        if self.id2label is None:
+            self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        self.id2label = {int(i): label for i, label in self.id2label.items()}
+        self.num_labels = len(self.id2label)
