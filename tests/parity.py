@@ -1,0 +1,72 @@
+"""One parity check for every twin: run transformers' model and the twin on the same inputs, and
+compare every recorded state and every output field bit for bit (``torch.equal``).
+
+transformers' values are caught by annotate.capture under the twin's names, where the
+architecture's record says each step is computed, so a difference is pinned to a step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from annotate.capture import heads_merged, hf_states
+from reimpl import recording
+from reimpl.registry import architecture_of
+
+
+def random_weights(model: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Module:
+    """Redraw every parameter from N(0, std): transformers' init (LayerNorm 1 and 0, tiny weights)
+    would hide bugs. Tied parameters stay tied (they are one tensor). Returns the model, in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * std)
+    return model.eval()
+
+
+def assert_states_equal(hf: nn.Module, twin: nn.Module, **inputs: torch.Tensor) -> int:
+    """Run both on ``inputs`` (HF's keyword names); every output field and every state the twin
+    records must equal transformers' bit for bit. Returns how many states were compared.
+
+    A decoder is called with ``use_cache=False`` on transformers' side (the twin without a cache
+    matches that call; see reimpl/gpt2.py). The scores are compared where the mask keeps a key:
+    elsewhere transformers' softmax input holds the mask's ~-3.4e38.
+    """
+    arch = architecture_of(twin)
+    extra = {"use_cache": False} if arch.causal else {}
+    with torch.no_grad(), hf_states(hf) as theirs:
+        hf_out = hf(**inputs, **extra)
+    with torch.no_grad(), recording() as ours:
+        out = twin(**inputs)
+    for field, value in out._asdict().items():
+        seen = getattr(hf_out, field, None)
+        if value is None:
+            assert seen is None, field
+        else:
+            assert torch.equal(value, seen), f"output {field} differs: max |diff| {(value - seen).abs().max():.3g}"
+
+    input_ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+    T = input_ids.shape[1]
+    keep = torch.ones(input_ids.shape[0], 1, T, T, dtype=torch.bool)
+    if mask is not None:
+        keep = keep & mask[:, None, None, :].bool()
+    if arch.causal:
+        keep = keep & torch.ones(T, T, dtype=torch.bool).tril()
+    compared = 0
+    for name, value in ours.items():
+        if name.endswith((".query", ".key", ".value")) and value.dim() == 4:
+            value = heads_merged(value)
+        if name.endswith(".scores"):
+            seen = theirs.get(name + "+mask")
+            assert seen is not None, f"no transformers value caught for {name}"
+            where = keep.expand_as(value)
+            assert torch.equal(value[where], seen[where]), f"{name} differs where keys are kept"
+            compared += 1
+            continue
+        assert name in theirs, f"no transformers value caught for {name}"
+        seen = theirs[name]
+        assert value.shape == seen.shape, f"{name}: twin {tuple(value.shape)}, transformers {tuple(seen.shape)}"
+        assert torch.equal(value, seen), f"{name} differs: max |diff| {(value - seen).abs().max():.3g}"
+        compared += 1
+    return compared
