@@ -11,7 +11,7 @@ transformers' eager attention path in fp32.
 
 Left out, because the encoder's math does not need them: dropout (the twins are inference-only),
 cross-attention and ``is_decoder`` (BertLMHeadModel), the key/value cache, gradient checkpointing,
-feed-forward chunking (the same numbers, computed in slices), ``inputs_embeds``, the losses, the
+feed-forward chunking (refused), ``inputs_embeds``, the losses, the
 heads without a checkpoint in the wild (token classification, QA, multiple choice), and the
 attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
 
@@ -65,6 +65,11 @@ class BertConfig(ClassifierConfig):
             raise ValueError(f"position_embedding_type {d['position_embedding_type']!r} is not supported (only 'absolute')")
         if d.get("is_decoder") or d.get("add_cross_attention"):
             raise ValueError("BERT as a decoder (is_decoder / add_cross_attention) is not supported")
+        if d.get("chunk_size_feed_forward"):
+            raise ValueError(
+                f"chunk_size_feed_forward={d['chunk_size_feed_forward']} is not supported: transformers then computes the "
+                "feed-forward a few tokens at a time (a memory saving), whose rounding the twin does not mirror; use 0"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in fields})
         get_activation(config.hidden_act)  # fail now, with the supported list, not mid-forward

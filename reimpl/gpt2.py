@@ -10,8 +10,7 @@ load as they are, and with the same weights and input every step is bit-identica
 GPT2Attention for why those two differ in the last bit.
 
 Left out, because GPT-2's language model does not need them: dropout (the twins are
-inference-only), cross-attention (``add_cross_attention``, refused), ``token_type_ids`` (HF looks
-them up in ``wte``; refused) and ``inputs_embeds``, gradient checkpointing, the attention backends
+inference-only), cross-attention (``add_cross_attention``, refused), ``inputs_embeds``, gradient checkpointing, the attention backends
 (sdpa, flash, flex): this is ``eager_attention_forward``; the heads without checkpoints in the
 wild (double heads, token classification, QA), and the losses.
 
@@ -356,6 +355,7 @@ class GPT2Model(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
     ) -> BaseModelOutput:
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(f"attention_mask must be the tokenizer's (B, S) mask, not a {attention_mask.dim()}-D tensor")
@@ -374,6 +374,11 @@ class GPT2Model(nn.Module):
         positions = self.wpe(position_ids)  # (1, T, C), broadcast over the batch; (B, T, C) from generate
         record(self, "wpe", positions)
         hidden_states = words + positions  # (B, T, C)
+        if token_type_ids is not None:
+            # GPT-2 has no segment table: HF looks token types up in the *token* table and adds them.
+            types = self.wte(token_type_ids)  # (B, T, C)
+            record(self, "token_type_embeds", types)
+            hidden_states = hidden_states + types  # (B, T, C)
         record(self, "sum", hidden_states)
         # (B, 1, T, S), built once for all blocks
         mask = causal_mask(attention_mask, T, past, hidden_states.dtype, hidden_states.device, packed)
@@ -438,6 +443,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         cache: KVCache | None = None,
         position_ids: torch.Tensor | None = None,
         logits_to_keep: int = 0,
+        token_type_ids: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """Logits (B, T, V) for the next token after each input token.
 
@@ -446,9 +452,9 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         keys and values are appended to it. Without one the result is bit-identical to HF called
         with ``use_cache=False``; with one, to HF's default call. ``position_ids``: (B, T) or (1, T);
         by default the cache's length onwards. ``logits_to_keep``: only the last N positions'
-        logits (generation asks for 1); 0 keeps all.
+        logits (generation asks for 1); 0 keeps all. ``token_type_ids``: looked up in wte and added.
         """
-        hidden_states = self.transformer(input_ids, attention_mask, cache, position_ids).last_hidden_state  # (B, T, C)
+        hidden_states = self.transformer(input_ids, attention_mask, cache, position_ids, token_type_ids).last_hidden_state  # (B, T, C)
         logits = self.lm_head(hidden_states[:, -logits_to_keep:, :])  # (B, T or N, V); -0: all
         record(self, "lm_head", logits)
         return CausalLMOutput(logits)
@@ -476,10 +482,14 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
         name_modules(self)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         B, T = input_ids.shape
-        hidden_states = self.transformer(input_ids, attention_mask, None, position_ids).last_hidden_state  # (B, T, C)
+        hidden_states = self.transformer(input_ids, attention_mask, None, position_ids, token_type_ids).last_hidden_state  # (B, T, C)
         logits = self.score(hidden_states)  # (B, T, L)
         record(self, "score", logits)
         if self.config.pad_token_id is None:
@@ -511,7 +521,12 @@ def checkpoint_key(key: str) -> str | None:
 def catch_hf(hf: nn.Module, hooks) -> None:
     """Hooks on transformers' GPT2Model or one of the heads above (``hooks``: annotate.capture's)."""
     t = getattr(hf, "transformer", hf)
-    hooks.on(t.wte)
+    calls = iter(("wte", "token_type_embeds"))  # wte runs twice when token types are given
+
+    def wte(module, args, output):
+        hooks.caught[hooks.name(t, next(calls))] = output
+
+    hooks.handles.append(t.wte.register_forward_hook(wte))
     hooks.on(t.wpe)
     hooks.before(t.drop, t, "sum")  # words + positions, before the (inactive) dropout
     for block in t.h:

@@ -25,13 +25,14 @@ def random_weights(model: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Modu
     return model.eval()
 
 
-def assert_states_equal(hf: nn.Module, twin: nn.Module, **inputs: torch.Tensor) -> int:
+def assert_states_equal(hf: nn.Module, twin: nn.Module, keep: torch.Tensor | None = None, **inputs: torch.Tensor) -> int:
     """Run both on ``inputs`` (HF's keyword names); every output field and every state the twin
     records must equal transformers' bit for bit. Returns how many states were compared.
 
     A decoder is called with ``use_cache=False`` on transformers' side (the twin without a cache
     matches that call; see reimpl/gpt2.py). The scores are compared where the mask keeps a key:
-    elsewhere transformers' softmax input holds the mask's ~-3.4e38.
+    elsewhere transformers' softmax input holds the mask's ~-3.4e38. ``keep``: (B, 1, T, T) booleans,
+    True where a query sees a key; by default from the attention mask (and causality).
     """
     arch = architecture_of(twin)
     extra = {"use_cache": False} if arch.causal else {}
@@ -48,11 +49,12 @@ def assert_states_equal(hf: nn.Module, twin: nn.Module, **inputs: torch.Tensor) 
 
     input_ids, mask = inputs["input_ids"], inputs.get("attention_mask")
     T = input_ids.shape[1]
-    keep = torch.ones(input_ids.shape[0], 1, T, T, dtype=torch.bool)
-    if mask is not None:
-        keep = keep & mask[:, None, None, :].bool()
-    if arch.causal:
-        keep = keep & torch.ones(T, T, dtype=torch.bool).tril()
+    if keep is None:
+        keep = torch.ones(input_ids.shape[0], 1, T, T, dtype=torch.bool)
+        if mask is not None:
+            keep = keep & mask[:, None, None, :].bool()
+        if arch.causal:
+            keep = keep & torch.ones(T, T, dtype=torch.bool).tril()
     compared = 0
     for name, value in ours.items():
         if name.endswith((".query", ".key", ".value")) and value.dim() == 4:
