@@ -21,7 +21,7 @@ Most steps are a module's output. The others are caught where they next appear:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -33,7 +33,8 @@ class Hooks:
 
     A name is the HF module's path in the model (the twin's modules have the same paths), plus a
     step where the value is not the module's own output: ``on(layer.attention.self, "probs",
-    index=1)`` catches ``encoder.layer.0.attention.self.probs``.
+    index=1)`` catches ``encoder.layer.0.attention.self.probs``. Names are looked up at each call,
+    so a module that ``numbered`` renames per application is caught under each call's name.
     """
 
     def __init__(self, model: nn.Module, caught: dict[str, torch.Tensor]):
@@ -48,28 +49,26 @@ class Hooks:
 
     def on(self, module: nn.Module, step: str | None = None, index: int | None = None) -> None:
         """The module's output (or one element of its output tuple) is ``<module path>.<step>``."""
-        name = self.name(module, step)
 
         def hook(module, args, output):
-            self.caught[name] = output if index is None else output[index]
+            self.caught[self.name(module, step)] = output if index is None else output[index]
 
         self.handles.append(module.register_forward_hook(hook))
 
     def before(self, module: nn.Module, owner: nn.Module, step: str) -> None:
         """The module's first input is ``<owner's path>.<step>`` (a residual sum, the value before a norm)."""
-        name = self.name(owner, step)
 
         def hook(module, args):
-            self.caught[name] = args[0]
+            self.caught[self.name(owner, step)] = args[0]
 
         self.handles.append(module.register_forward_pre_hook(hook))
 
     def split(self, module: nn.Module, owner: nn.Module, steps: tuple[str, ...], size: int) -> None:
         """The module's output split in chunks of ``size`` on the last dimension, one per step
         (GPT-2's c_attn output is [Q | K | V])."""
-        names = [self.name(owner, step) for step in steps]
 
         def hook(module, args, output):
+            names = [self.name(owner, step) for step in steps]
             self.caught.update(zip(names, output.split(size, dim=-1)))
 
         self.handles.append(module.register_forward_hook(hook))
@@ -78,12 +77,36 @@ class Hooks:
         """The attention module's softmax input is ``<path>.scores+mask``: the scaled scores never leave
         eager_attention_forward, so they are caught by the softmax spy in ``hf_states`` while this
         module runs."""
-        name = self.name(attention, "scores+mask")
 
         def hook(module, args):
-            self.attention_order.append(name)
+            self.attention_order.append(self.name(attention, "scores+mask"))
 
         self.handles.append(attention.register_forward_pre_hook(hook))
+
+    def numbered(self, modules: Iterable[nn.Module], within: nn.Module, step: str) -> None:
+        """Number the calls of ``modules`` in order, 0, 1, ..., from each call of ``within``; during
+        call n the called module and its submodules are named as if at ``<within's path>.<step>.n``.
+
+        For modules applied several times in one forward (ALBERT's shared layer groups, called by
+        the encoder's loop): under their own paths each call would overwrite the last; numbered,
+        transformers' calls get the names the twin records (reimpl.states.applied_as).
+        """
+        calls = 0
+
+        def start(module, args):
+            nonlocal calls
+            calls = 0
+
+        def rename(module, args):
+            nonlocal calls
+            path = self.name(within, f"{step}.{calls}")
+            calls += 1
+            for sub_path, sub in module.named_modules():
+                self.paths[sub] = f"{path}.{sub_path}" if sub_path else path
+
+        self.handles.append(within.register_forward_pre_hook(start))
+        for module in modules:  # prepend: renamed before any other hook on the module reads its name
+            self.handles.append(module.register_forward_pre_hook(rename, prepend=True))
 
     def remove(self) -> None:
         for handle in self.handles:

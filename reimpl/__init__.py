@@ -1,4 +1,4 @@
-"""Readable, bit-exact twins of transformers' BERT family and GPT-2, and the loader that feeds them real checkpoints."""
+"""Readable, bit-exact twins of transformers' BERT family (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ALBERT, ELECTRA) and GPT-2, and the loader that feeds them real checkpoints."""
 
 from .bert import (
     BertEmbeddings,
@@ -10,13 +10,22 @@ from .bert import (
     BertModel,
     BertSelfAttention,
 )
+from .albert import AlbertForMaskedLM, AlbertForPreTraining, AlbertForSequenceClassification, AlbertModel
+from .distilbert import DistilBertForMaskedLM, DistilBertForSequenceClassification, DistilBertModel
+from .electra import ElectraForMaskedLM, ElectraForPreTraining, ElectraForSequenceClassification, ElectraModel
 from .gpt2 import GPT2Attention, GPT2Block, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2MLP, GPT2Model, KVCache
 from .loading import CheckpointError
 from .registry import ARCHITECTURES, architecture, from_pretrained
+from .roberta import RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel
+from .xlm_roberta import XLMRobertaForMaskedLM, XLMRobertaForSequenceClassification, XLMRobertaModel
 from .states import recording
 
 __all__ = [
     "ARCHITECTURES",
+    "AlbertForMaskedLM",
+    "AlbertForPreTraining",
+    "AlbertForSequenceClassification",
+    "AlbertModel",
     "BertEmbeddings",
     "BertForMaskedLM",
     "BertForNextSentencePrediction",
@@ -26,6 +35,13 @@ __all__ = [
     "BertModel",
     "BertSelfAttention",
     "CheckpointError",
+    "DistilBertForMaskedLM",
+    "DistilBertForSequenceClassification",
+    "DistilBertModel",
+    "ElectraForMaskedLM",
+    "ElectraForPreTraining",
+    "ElectraForSequenceClassification",
+    "ElectraModel",
     "GPT2Attention",
     "GPT2Block",
     "GPT2ForSequenceClassification",
@@ -33,6 +49,12 @@ __all__ = [
     "GPT2MLP",
     "GPT2Model",
     "KVCache",
+    "RobertaForMaskedLM",
+    "RobertaForSequenceClassification",
+    "RobertaModel",
+    "XLMRobertaForMaskedLM",
+    "XLMRobertaForSequenceClassification",
+    "XLMRobertaModel",
     "architecture",
     "from_pretrained",
     "recording",

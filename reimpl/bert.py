@@ -264,7 +264,7 @@ class BertModel(nn.Module):
     @classmethod
     def from_hf(cls, model: nn.Module) -> "BertModel":
         """The twin of a live transformers BertModel: its config and a copy of its weights."""
-        return twin_of(cls, cls.config_class, model, model.pooler is not None)
+        return twin_of(cls, cls.config_class, model, getattr(model, "pooler", None) is not None)
 
     def hf_kwargs(self) -> dict[str, Any]:
         """What transformers' from_pretrained needs to build the same model (no invented pooler)."""
@@ -402,6 +402,7 @@ class BertForPreTraining(BertPreTrainedModel):
 
     task = "pretraining"
     logits_stage = "cls.predictions.decoder"
+    sentence_labels = {0: "B follows A", 1: "B is random"}  # what seq_relationship_logits score
     _tied_weights_keys = BertForMaskedLM._tied_weights_keys
 
     def __init__(self, config: BertConfig):
@@ -424,6 +425,7 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
 
     task = "next-sentence"
     logits_stage = "cls.seq_relationship"
+    sentence_labels = BertForPreTraining.sentence_labels
 
     def __init__(self, config: BertConfig):
         super().__init__()

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import bert, gpt2
+from . import albert, bert, distilbert, electra, gpt2, roberta, xlm_roberta
 from .architecture import Architecture
 from .loading import CheckpointError, build, read_config, read_state_dict, resolve
 
@@ -19,6 +19,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     arch.model_type: arch
     for arch in (
         bert.ARCHITECTURE,
+        roberta.ARCHITECTURE,
+        xlm_roberta.ARCHITECTURE,
+        distilbert.ARCHITECTURE,
+        albert.ARCHITECTURE,
+        electra.ARCHITECTURE,
         gpt2.ARCHITECTURE,
     )
 }

@@ -50,3 +50,29 @@ def name_modules(root: nn.Module) -> None:
     """Give every submodule its path in the model, the same path as in transformers' model."""
     for path, module in root.named_modules():
         module._annotate_path = path
+
+
+@contextmanager
+def applied_as(module: nn.Module, owner: nn.Module, step: str) -> Iterator[None]:
+    """Inside the block, ``module`` and its submodules record under ``<owner path>.<step>``.
+
+    For a module applied several times in one forward (ALBERT's shared layer groups): its own
+    path is the same at every application, so each would overwrite the last; named per
+    application (``encoder.layer.3``), every application keeps its steps. annotate.capture's
+    ``Hooks.numbered`` gives transformers' calls the same names. Outside a recording, nothing
+    changes and nothing is walked.
+    """
+    if _states is None:
+        yield
+        return
+    owner_path = getattr(owner, "_annotate_path", "")
+    path = f"{owner_path}.{step}" if owner_path else step
+    subs = list(module.named_modules())
+    saved = [getattr(sub, "_annotate_path", "") for _, sub in subs]
+    for sub_path, sub in subs:
+        sub._annotate_path = f"{path}.{sub_path}" if sub_path else path
+    try:
+        yield
+    finally:
+        for (_, sub), old in zip(subs, saved):
+            sub._annotate_path = old

@@ -1,0 +1,93 @@
+"""XLM-RoBERTa, written to be read beside transformers' models/xlm_roberta/modeling_xlm_roberta.py.
+
+XLM-RoBERTa is RoBERTa trained on one hundred languages with a SentencePiece vocabulary of
+250,002 pieces; transformers' modular_xlm_roberta.py copies RoBERTa's classes and renames them,
+and so does this file: every class below is reimpl/roberta.py's twin under the XLMRoberta* name,
+with nothing overridden but the names (and the classes each one builds). The math, the positions
+counted from ``pad_token_id + 1``, the checkpoint layout (``roberta.`` prefix, ``lm_head``,
+``classifier``), what is left out and what is refused are RoBERTa's: see reimpl/roberta.py.
+
+Shape legend: as in reimpl/roberta.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from .architecture import Architecture
+from .roberta import (
+    RobertaClassificationHead,
+    RobertaConfig,
+    RobertaEmbeddings,
+    RobertaForMaskedLM,
+    RobertaForSequenceClassification,
+    RobertaLayer,
+    RobertaLMHead,
+    RobertaModel,
+    RobertaSelfAttention,
+    catch_hf,
+    checkpoint_key,
+)
+
+
+@dataclasses.dataclass
+class XLMRobertaConfig(RobertaConfig):
+    """XLMRobertaConfig: RobertaConfig's fields under model_type "xlm-roberta", with transformers'
+    defaults (its vocab_size default is BERT's 30522; real checkpoints say 250002)."""
+
+    model_type: ClassVar[str] = "xlm-roberta"  # config.json's, as in transformers' XLMRobertaConfig
+
+    vocab_size: int = 30522
+
+
+class XLMRobertaEmbeddings(RobertaEmbeddings):
+    pass
+
+
+class XLMRobertaSelfAttention(RobertaSelfAttention):
+    config_class = XLMRobertaConfig
+
+
+class XLMRobertaLayer(RobertaLayer):
+    attention_class = XLMRobertaSelfAttention
+
+
+class XLMRobertaModel(RobertaModel):
+    config_class = XLMRobertaConfig
+    embeddings_class = XLMRobertaEmbeddings
+    layer_class = XLMRobertaLayer
+
+
+class XLMRobertaLMHead(RobertaLMHead):
+    pass
+
+
+class XLMRobertaClassificationHead(RobertaClassificationHead):
+    pass
+
+
+class XLMRobertaForMaskedLM(RobertaForMaskedLM):
+    base_class = XLMRobertaModel
+    lm_head_class = XLMRobertaLMHead
+
+
+class XLMRobertaForSequenceClassification(RobertaForSequenceClassification):
+    base_class = XLMRobertaModel
+    classifier_class = XLMRobertaClassificationHead
+
+
+ARCHITECTURE = Architecture(
+    model_type="xlm-roberta",
+    config=XLMRobertaConfig,
+    base=XLMRobertaModel,
+    heads=(XLMRobertaForMaskedLM, XLMRobertaForSequenceClassification),
+    default=XLMRobertaModel,
+    hf_file="models/xlm_roberta/modeling_xlm_roberta.py",
+    layers="encoder.layer",
+    attention="attention.self",
+    causal=False,
+    token_types=True,  # forward takes token_type_ids; real checkpoints have a single type (type_vocab_size 1)
+    checkpoint_key=checkpoint_key,
+    catch_hf=catch_hf,  # RoBERTa's: transformers' XLM-RoBERTa modules have the same attributes
+)
