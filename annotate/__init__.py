@@ -1,3 +1,23 @@
-"""annotate: read transformers' BERT and GPT-2 beside readable, bit-exact twins, and trace them."""
+"""annotate: read transformers' BERT family and GPT-2 beside readable, bit-exact twins, and trace them.
+
+In Python (a notebook)::
+
+    import annotate
+    t = annotate.trace("sentence-transformers/all-MiniLM-L6-v2", "The cat sat on the mat.")
+    t                                          # <Trace BertModel 'The cat sat on the mat.': 9 tokens, 98 stages>
+    t.stages[0].name, t.stages[0].stats        # every stage in forward order, with mean/std/min/max
+    t["encoder.layer.0.attention.self.probs"]  # any recorded tensor by its stage name
+    t.layer_summary()                          # one line per layer, as the terminal's default view
+    t.to_dict()                                # plain data, as `annotate trace --json`
+"""
 
 __version__ = "0.1.0"
+
+
+def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5):
+    """Run the twin of ``model`` (hub id, directory, or packaged model) on ``text``: an
+    annotate.tracer.Trace. ``diff``: also run transformers and keep max |twin - transformers| per
+    stage. (Imported on call: ``import annotate`` stays free of torch.)"""
+    from annotate.tracer import trace as run
+
+    return run(model, text, diff=diff, top_k=top_k, progress=False)

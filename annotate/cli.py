@@ -43,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--heads", metavar="SPEC", help="heads to describe, e.g. 0-2 (default: all)")
     trace.add_argument("--stages", metavar="NAMES", help="stages to show by step name, e.g. query,probs,LayerNorm")
     trace.add_argument("--grid", metavar="LAYER.HEAD", help="print one head's attention matrix as a colored grid, e.g. 3.7")
-    trace.add_argument("--top-k", type=int, default=5, metavar="N", help="GPT-2: how many next-token predictions (default 5)")
-    trace.add_argument("--json", action="store_true", help="print the trace as one JSON object instead of tables")
+    trace.add_argument("--top-k", type=int, metavar="N", help="how many predicted tokens to list (next token, [MASK]; default 5)")
+    trace.add_argument("--full", action="store_true", help="every stage, and per head the tokens each token attends to most")
+    trace.add_argument("--explain", action="store_true", help="beside each stage: its formula, and the lines of transformers and of the twin that compute it")
+    trace.add_argument("--json", action="store_true", help="print the trace as one JSON object (every stage, or those --layers/--stages keep)")
+    trace.add_argument("--attention", action="store_true", help="with --json: add the attention weights of the layers and heads shown")
     trace.add_argument("--save", metavar="FILE.safetensors", help="write every recorded tensor under its stage name")
     trace.set_defaults(run=run_trace)
 
@@ -58,6 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", metavar="MODEL_TYPE", help="which modeling file (bert, gpt2, ...), when NAME is in several")
     source.add_argument("--no-twin", action="store_true", help="print transformers' source only")
     source.set_defaults(run=run_source)
+
+    generate = commands.add_parser(
+        "generate",
+        help="continue a prompt token by token, showing each step's choice and alternatives",
+        description="Continue PROMPT with the twin of a causal language model (GPT-2), as transformers' "
+        "generate does (same seed, same tokens), and show each step: the chosen token, its probability "
+        "after temperature / top-k / top-p, its probability under the model alone, and the next likeliest "
+        "tokens. Unset options take the checkpoint's generation_config.json, else transformers' defaults.",
+    )
+    generate.add_argument("model", help="hub id (gpt2) or local checkpoint directory of a causal LM")
+    generate.add_argument("prompt", help="the text to continue")
+    generate.add_argument("--max-new-tokens", type=int, default=20, metavar="N", help="how many tokens to add (default 20)")
+    generate.add_argument("--do-sample", action="store_true", default=None, help="sample instead of taking the likeliest token")
+    generate.add_argument("--temperature", type=float, metavar="T", help="with --do-sample: divide the logits by T (default 1.0)")
+    generate.add_argument("--top-k", type=int, metavar="K", help="with --do-sample: keep the K likeliest tokens (default 50; 0: all)")
+    generate.add_argument("--top-p", type=float, metavar="P", help="with --do-sample: keep the likeliest tokens up to probability P (default 1.0: all)")
+    generate.add_argument("--seed", type=int, metavar="S", help="torch.manual_seed(S) first, as for transformers; sampling without it draws one and shows it")
+    generate.add_argument("--json", action="store_true", help="print the steps as one JSON object instead of a table")
+    generate.set_defaults(run=run_generate)
     return parser
 
 
@@ -67,19 +89,31 @@ def run_trace(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from annotate import render, tracer
+    from annotate.errors import UserError
 
+    for option, given, needs in (
+        ("--grid", args.grid is not None and args.json, "prints a picture; --json --attention gives the weights"),
+        ("--full", args.full and args.json, "is for the tables; --json always has every stage"),
+        ("--explain", args.explain and args.json, "is for the tables"),
+        ("--attention", args.attention and not args.json, "needs --json (the tables show attention with --full and --grid)"),
+        ("--heads", args.heads is not None and not (args.full or args.grid or args.attention), "needs --full, or --json --attention"),
+    ):
+        if given:
+            raise UserError(f"{option} {needs}")
     if not gc.get_freeze_count():  # once per process (main() may run many times in one, as in the tests)
         gc.freeze()  # torch's ~10^6 import-time objects: out of every later full collection (~0.1 s each)
     console = Console()
-    view = render.View.parse(layers=args.layers, heads=args.heads, stages=args.stages, grid=args.grid)
-    result = tracer.trace(args.model, args.text, diff=args.diff, top_k=args.top_k, progress=not args.json)
+    view = render.View.parse(layers=args.layers, heads=args.heads, stages=args.stages, grid=args.grid, full=args.full, explain=args.explain)
+    result = tracer.trace(args.model, args.text, diff=args.diff, top_k=args.top_k or 5, progress=not args.json)
+    if args.top_k is not None and result.predictions is None and result.mask_predictions is None:
+        raise UserError(f"--top-k: {result.model_class} predicts no tokens (labels only, or no head)")
     view.check(result)  # the layers, heads and stages asked for exist in this model (also for --json)
     if args.save:
         tracer.save(result, args.save)
     if args.json:
-        print(result.to_json())
+        print(result.to_json(view, attention=args.attention))
     else:
-        render.render(result, view, console)
+        render.render(result, view, console, explain=render.explainer(result) if args.explain else None)
     return 1 if args.diff and result.first_divergence() is not None else 0
 
 
@@ -92,8 +126,26 @@ def run_source(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_generate(args: argparse.Namespace) -> int:
+    from annotate import watch
+
+    settings = dict(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    session = watch.Watch(args.model, args.prompt, max_new_tokens=args.max_new_tokens, seed=args.seed, **settings)
+    if args.json:
+        print(session.run().to_json())
+    else:
+        watch.show(session, watch.console())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        hint = ""
+        if args.command == "trace" and not any(e.startswith("-") for e in extra):
+            hint = f' (if they are part of the text, quote it: annotate trace MODEL "{args.text} {" ".join(extra)}")'
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     from annotate.errors import UserError
     from reimpl.loading import CheckpointError
 

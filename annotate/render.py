@@ -1,10 +1,15 @@
-"""How ``annotate trace`` looks in a terminal (rich). Everything it shows is computed in tracer.py.
+"""How ``annotate trace`` looks in a terminal. Everything it shows is computed in tracer.py.
 
-Order of the output: the tokens with their ids; the embedding stages; then per layer its stages
-in forward order (shape, mean, std, min, max, and with --diff max |twin - transformers|) and, per
-head, the tokens each token attends to most; then the stages after the last layer (pooler, final
-norm); with --diff a closing line; with --grid one head's attention matrix as a heatmap; for
-GPT-2 the predicted next tokens.
+The default is one screen: the tokens, what the model predicts, one line per layer (the residual
+stream's size, how much the layer changed it, where its attention mostly goes, and under --diff
+its largest difference from transformers), the output, and the first divergence. ``--full``
+prints every stage (shape, mean, std, min, max) in forward order, with per head the tokens each
+token attends to most; ``--grid L.H`` one head's attention matrix; ``--explain`` each stage's
+formula and the lines that compute it.
+
+Laid out by hand, by display width (a CJK character takes two columns), so that at any width
+from 80 columns up no number is ever cut and no line is longer than the terminal: rows that
+don't fit on one line go on two, a grid too wide is split into panels.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import dataclasses
 import os
 from collections.abc import Iterator
 
+from rich.cells import cell_len
 from rich.console import Console
-from rich.rule import Rule
-from rich.table import Table
 from rich.text import Text
 
 from annotate.errors import UserError
 
 WIDE = 160  # columns when writing to a file or a pipe: names like encoder.layer.5.intermediate.intermediate_act_fn stay whole
+NUMBER = 10  # the widest number _num writes: "-1.234e-05"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,9 +58,19 @@ class View:
     heads: frozenset[int] | None = None
     stages: tuple[str, ...] | None = None  # last dotted component(s) of stage names: "query", "output.LayerNorm"
     grid: tuple[int, int] | None = None  # (layer, head)
+    full: bool = False  # every stage, not the one-screen summary
+    explain: bool = False  # each shown stage's formula and code
 
     @classmethod
-    def parse(cls, layers: str | None = None, heads: str | None = None, stages: str | None = None, grid: str | None = None) -> "View":
+    def parse(
+        cls,
+        layers: str | None = None,
+        heads: str | None = None,
+        stages: str | None = None,
+        grid: str | None = None,
+        full: bool = False,
+        explain: bool = False,
+    ) -> "View":
         """From the command line's --layers 0,3-5 --heads 0-2 --stages query,probs --grid 3.7 (syntax only;
         ``check`` compares with the model)."""
         grid_at = None
@@ -74,7 +89,14 @@ class View:
             heads=_numbers(heads, "--heads", "head") if heads is not None else None,
             stages=names,
             grid=grid_at,
+            full=full,
+            explain=explain,
         )
+
+    @property
+    def stage_tables(self) -> bool:
+        """Stage by stage (--full, or stages asked for by name, or their explanation), not the summary."""
+        return self.full or self.stages is not None or self.explain
 
     def check(self, trace) -> None:
         """Every layer, head and stage asked for exists in this model."""
@@ -122,66 +144,200 @@ def status(message: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The trace.
+# Layout by display width.
 
 
 def _num(x: float) -> str:
+    """Four significant digits, at most NUMBER characters: 0.1111, -12.34, 4.291e-17."""
     return f"{x:.4g}"
 
 
-def _diff_cell(d: float | None) -> Text:
-    if d is None:
-        return Text("not caught", style="yellow")
-    if d == 0.0:
-        return Text("0")
-    return Text(f"{d:.3g}", style="bold red")
+def _diff(d: float | None) -> str:
+    return "n/a" if d is None else "0" if d == 0.0 else f"{d:.3g}"
 
 
-def _stage_table(trace, stages) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("stage", no_wrap=True)
-    table.add_column("shape", no_wrap=True)
-    for column in ("mean", "std", "min", "max"):
-        table.add_column(column, justify="right", no_wrap=True)
-    if trace.diffed:
-        table.add_column("max|diff|", justify="right", no_wrap=True)
-    for s in stages:
-        cells = [s.name, "(" + ", ".join(map(str, s.shape)) + ")", *(_num(s.stats[k]) for k in ("mean", "std", "min", "max"))]
-        table.add_row(*cells, *([_diff_cell(s.max_abs_diff)] if trace.diffed else []))
-    return table
+def _pad(s: str, width: int, right: bool = False) -> str:
+    """``s`` padded with spaces to ``width`` display columns (CJK characters count two)."""
+    gap = " " * max(0, width - cell_len(s))
+    return gap + s if right else s + gap
 
 
-def _label(token: str, width: int = 10) -> str:
-    return token if len(token) <= width else token[: width - 1] + "…"
+def _clip(s: str, width: int) -> str:
+    """A label (never a number) cut to ``width`` display columns, with an ellipsis."""
+    if cell_len(s) <= width:
+        return s
+    out = ""
+    for ch in s:
+        if cell_len(out + ch) > width - 1:
+            break
+        out += ch
+    return out + "…"
 
 
-def _attention_account(trace, layer: int, view: View, width: int) -> Text:
+def _lines(words: list[str], width: int, indent: str = "", sep: str = "  ") -> list[str]:
+    """Words joined by ``sep`` and wrapped at ``width`` display columns (a word is never split)."""
+    lines, line = [], ""
+    for word in words:
+        candidate = word if not line else line + sep + word
+        if line and cell_len(indent + candidate) > width:
+            lines.append(indent + line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(indent + line)
+    return lines
+
+
+def _rule(title: str, width: int) -> Text:
+    line = f"── {title} "
+    return Text(line + "─" * max(0, width - cell_len(line)), style="bold")
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts of the page.
+
+
+def _header(trace) -> list[Text]:
+    T = len(trace.tokens)
+    text = Text.assemble(("annotate trace ", "bold"), trace.model)
+    facts = f"{trace.model_class} ({trace.model_type}): {trace.num_layers} layers, {trace.num_heads} heads, {T} tokens"
+    return [text, Text(facts, style="dim")]
+
+
+def _token_line(trace, width: int) -> list[Text]:
+    """The tokens as the model sees them, separated by │ so that spaces and pieces show."""
+    shown = [f"{i}:{token}" for i, token in enumerate(trace.display_tokens)]
+    out = [Text(line) for line in _lines(shown, width, sep=" │ ")]
+    if trace.unknown:
+        n, unk = len(trace.unknown), trace.tokens[trace.unknown[0]]
+        note = (f"{unk}: {n} of {len(trace.tokens)} tokens are not in this model's vocabulary (e.g. characters an "
+                f"English vocabulary lacks); the model sees one and the same {unk} vector for each")
+        out += [Text(line, style="yellow") for line in _lines(note.split(" "), width, sep=" ")]
+    return out
+
+
+def _predictions(trace, width: int) -> list[Text]:
+    out: list[Text] = []
+
+    def ranked(title: str, predictions) -> None:
+        out.append(_rule(title, width))
+        cells = [f"{p.display} {p.prob:.3f}" for p in predictions]
+        out.extend(Text(line) for line in _lines(cells, width, sep="   "))
+
+    if trace.predictions:
+        ranked("next token (probability)", trace.predictions)
+    for m in trace.mask_predictions or ():
+        ranked(f"{trace.tokens[m.position]} at {m.position}: the model's answers (probability)", m.top)
+    if trace.replaced:
+        out.append(_rule("replaced? (probability that each token was replaced)", width))
+        cells = [f"{r.token} {r.prob:.2f}" for r in trace.replaced]
+        out.extend(Text(line) for line in _lines(cells, width, sep="   "))
+    if trace.labels:
+        out.append(_rule("labels (probability)", width))
+        best = max(trace.labels, key=lambda label: label.prob)
+        cells = [f"{label.label} {label.prob:.3f}" for label in trace.labels]
+        for line in _lines(cells, width, sep="   "):
+            out.append(Text(line, style="bold" if best.label in line else ""))
+    return out
+
+
+def _summary(trace, view: View, width: int) -> list[Text]:
+    """One line per layer: what a reader needs first (see the module docstring)."""
+    rows = [s for s in trace.layer_summary() if view.shows_layer(s.layer)]
+    diffed = trace.diffed
+    name_w = max([cell_len("embeddings")] + [cell_len(f"layer {r.layer}") for r in rows if r.layer is not None])
+    fixed = name_w + 2 + 8 + 2 + 7 + 2 + (10 if diffed else 0)
+    attn_w = max(16, min(40, width - fixed))
+    label_w = max(4, (attn_w - 2 * 6) // 2)  # two "token 0.42" cells
+    head = _pad("", name_w) + "  " + _pad("|h|", 8, True) + "  " + _pad("change", 7, True) + "  "
+    head += _pad("attention mostly to", attn_w) + _pad("max|diff|", 10, True) if diffed else "attention mostly to"
+    out = [Text(head.rstrip(), style="bold")]
+    for r in rows:
+        name = "embeddings" if r.layer is None else f"layer {r.layer}"
+        change = "" if r.change is None else f"{100 * r.change:.0f}%"
+        attn = "  ".join(f"{_clip(token, label_w)} {w:.2f}" for token, w in r.attends_to)
+        line = _pad(name, name_w) + "  " + _pad(_num(r.norm), 8, True) + "  " + _pad(change, 7, True) + "  "
+        line += _pad(attn, attn_w) + _pad(_diff(r.max_abs_diff), 10, True) if diffed else attn
+        out.append(Text(line.rstrip(), style="bold red" if r.max_abs_diff else ""))
+    legend = ("|h|: the mean size (L2 norm) of a token's vector after the layer; change: how much the layer "
+              "changed it, |h_out - h_in| / |h_in|; attention: the tokens that receive the most weight, "
+              "averaged over heads and tokens")
+    out.extend(Text(line, style="dim") for line in _lines(legend.split(" "), width, sep=" "))
+    return out
+
+
+def _outputs(trace, width: int) -> list[Text]:
+    """The stages after the last layer (final norm, pooler, the last hidden state), one line each if it fits."""
+    first_layer = next(i for i, s in enumerate(trace.stages) if s.layer is not None)
+    after = [s for i, s in enumerate(trace.stages) if s.layer is None and i > first_layer]
+    if not after:
+        return []
+    out = [_rule("output", width)]
+    for s in after:
+        shape = "(" + ", ".join(map(str, s.shape)) + ")"
+        words = [f"{s.name} {shape}", *(f"{k} {_num(s.stats[k])}" for k in ("mean", "std", "min", "max"))]
+        if trace.diffed:
+            words.append(f"max|diff| {_diff(s.max_abs_diff)}")
+        out.extend(Text(line, style="bold red" if s.max_abs_diff else "") for line in _lines(words, width, sep="  "))
+    return out
+
+
+def _stage_rows(trace, stages, width: int, prefix: str, explain) -> list[Text]:
+    """One row per stage: name, shape, mean, std, min, max (and max|diff|); two lines if that is too wide."""
+    keys = ("mean", "std", "min", "max")
+    names = [s.name.removeprefix(prefix) for s in stages]
+    shapes = ["(" + ", ".join(map(str, s.shape)) + ")" for s in stages]
+    name_w = max(map(cell_len, names + ["stage"]))
+    shape_w = max(map(cell_len, shapes + ["shape"]))
+    numbers_w = (NUMBER + 1) * 4 + ((NUMBER + 1) if trace.diffed else 0)
+    one_line = name_w + 2 + shape_w + numbers_w <= width
+    columns = "".join(_pad(k, NUMBER + 1, True) for k in keys) + (_pad("max|diff|", NUMBER + 1, True) if trace.diffed else "")
+    out = []
+    if one_line:
+        out.append(Text(_pad("stage", name_w) + "  " + _pad("shape", shape_w) + columns, style="bold"))
+    else:
+        out.append(Text("stage  shape", style="bold"))
+        out.append(Text("   " + columns, style="bold"))
+    for s, name, shape in zip(stages, names, shapes):
+        numbers = "".join(_pad(_num(s.stats[k]), NUMBER + 1, True) for k in keys)
+        d = _pad(_diff(s.max_abs_diff), NUMBER + 1, True) if trace.diffed else ""
+        style = "bold red" if s.max_abs_diff else ""
+        if one_line:
+            out.append(Text(_pad(name, name_w) + "  " + _pad(shape, shape_w) + numbers + d, style=style))
+        else:
+            out.append(Text(name + "  " + shape, style=style))
+            out.append(Text("   " + numbers + d, style=style))
+        if explain is not None:
+            out.extend(explain(s.name, width))
+    return out
+
+
+def _attention_account(trace, layer: int, view: View, width: int) -> list[Text]:
     """Per head (a column), for each token (a row), the two tokens it attends to most, with their
-    weights. As many heads side by side as fit the console; the rest in further blocks. Laid out
-    by hand, and with few styled spans: as a rich Table, or with each label styled, rich takes
-~40 ms per layer to lay it out."""
+    weights. As many heads side by side as fit; the rest in further blocks."""
     probs = trace.attention(layer)  # (nh, T, T)
     T = probs.shape[-1]
     top = probs.topk(min(2, T), dim=-1)  # per head and query token: (nh, T, k)
     values, indices = top.values.tolist(), top.indices.tolist()
-    labels = [_label(t, 8) for t in trace.tokens]
+    labels = [_clip(t, 8) for t in trace.display_tokens]
     heads = [h for h in range(probs.shape[0]) if view.shows_head(h)]
-    first = max(map(len, labels + ["token"])) + 2  # the token column
-    cell = max(map(len, labels)) + len(" 0.00") + 2  # "[SEP] 0.42" and a gap
+    first = max(map(cell_len, labels + ["token"])) + 2  # the token column
+    cell = max(map(cell_len, labels)) + len(" 0.00") + 2  # "[SEP] 0.42" and a gap
     per_block = max(1, (width - first) // cell)
-    text = Text(no_wrap=True)
+    out = [Text(f"layer {layer}: the tokens each token attends to most, per head", style="bold")]
     for start in range(0, len(heads), per_block):
         chunk = heads[start : start + per_block]
-        text.append("token".ljust(first) + "".join(f"head {h}".ljust(cell) for h in chunk).rstrip() + "\n", style="bold")
+        out.append(Text((_pad("token", first) + "".join(_pad(f"head {h}", cell) for h in chunk)).rstrip(), style="bold"))
         for i in range(T):
             for rank in range(len(values[0][0])):
-                cells = [(labels[i] if rank == 0 else "").ljust(first)]
+                cells = [_pad(labels[i] if rank == 0 else "", first)]
                 for h in chunk:
                     w, j = values[h][i][rank], indices[h][i][rank]
-                    cells.append((f"{labels[j]} {w:.2f}" if w > 0 else "").ljust(cell))  # w == 0: GPT-2's first token sees only itself
-                text.append("".join(cells).rstrip() + "\n")
-    text.rstrip()
-    return text
+                    cells.append(_pad(f"{labels[j]} {w:.2f}" if w > 0 else "", cell))  # w == 0: a causal model's first token sees only itself
+                if "".join(cells).strip():
+                    out.append(Text("".join(cells).rstrip()))
+    return out
 
 
 def _heat(p: float) -> str:
@@ -192,104 +348,105 @@ def _heat(p: float) -> str:
     return f"{fg} on rgb({r},{g},{b})"
 
 
-def _grid(trace, layer: int, head: int) -> Table:
-    probs = trace.attention(layer)[head]  # (T, T)
-    labels = [_label(t, 8) for t in trace.tokens]
-    table = Table(box=None, pad_edge=False, padding=(0, 0))
-    table.add_column("", justify="right", no_wrap=True)
-    for label in labels:
-        table.add_column(label, justify="center", no_wrap=True, min_width=5)
-    for i, label in enumerate(labels):
-        row = [Text(f" {p:.2f} ", style=_heat(p)) for p in probs[i].tolist()]
-        table.add_row(Text(label + " "), *row)
-    return table
+def _grid(trace, layer: int, head: int, width: int) -> list[Text]:
+    """One head's attention matrix: a row per token (the query), a column per token attended to,
+    headed by its index. Columns that don't fit the width go to further panels, each saying which."""
+    probs = trace.attention(layer)[head].tolist()  # (T, T)
+    T = len(probs)
+    labels = [f"{i} {_clip(t, 10)}" for i, t in enumerate(trace.display_tokens)]
+    label_w = max(map(cell_len, labels)) + 1
+    per_panel = max(1, (width - label_w) // 5)
+    out = [_rule(f"layer {layer}, head {head}: attention (row: token, column: the token attended to)", width)]
+    for start in range(0, T, per_panel):
+        stop = min(T, start + per_panel)
+        if per_panel < T:
+            out.append(Text(f"columns {start}-{stop - 1} of 0-{T - 1}", style="dim"))
+        out.append(Text(_pad("", label_w) + "".join(_pad(str(j), 5, True) for j in range(start, stop)), style="bold"))
+        for i in range(T):
+            line = Text(_pad(labels[i], label_w))
+            for j in range(start, stop):
+                line.append(f" {probs[i][j]:.2f}", style=_heat(probs[i][j]))
+            out.append(line)
+    return out
 
 
-def _tokens(trace) -> Text:
-    text = Text()
-    for i, (token, id) in enumerate(zip(trace.tokens, trace.ids)):
-        text.append(f"{i}:", style="dim")
-        text.append(token, style="bold")
-        text.append(f"({id})  ", style="cyan")
-    return text
+def _diff_lines(trace, width: int) -> list[Text]:
+    first = trace.first_divergence()
+    missing = [s.name for s in trace.stages if s.max_abs_diff is None]
+    if first is not None:
+        d = trace.stage(first).max_abs_diff
+        message, style = f"first divergence: {first} (max |twin - transformers| = {d:.3g})", "bold red"
+    elif missing:
+        message, style = f"no difference where compared; {len(missing)} stages had no transformers value: {', '.join(missing)}", "yellow"
+    else:
+        message, style = f"all {len(trace.stages)} stages are bit-identical to transformers (eager, fp32)", "bold green"
+    out = [Text(line, style=style) for line in _lines(message.split(" "), width, sep=" ")]
+    if trace.logits_max_abs_diff is not None:
+        out.append(Text(f"the head's scores: max |twin - transformers| = {trace.logits_max_abs_diff:.3g}"))
+    return out
 
 
-def render(trace, view: View, console: Console) -> None:
-    """Print the trace: see the module docstring for what, in which order."""
+def render(trace, view: View, console: Console, explain=None) -> None:
+    """Print the trace: see the module docstring for what, in which order. ``explain(stage, width)``
+    gives the lines under a stage with --explain."""
     view.check(trace)
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = max(console.width, WIDE)
-    T = len(trace.tokens)
-    console.print(Text.assemble(("annotate trace ", "bold"), trace.model, f"  ({trace.model_type}, {trace.num_layers} layers, {trace.num_heads} heads, {T} tokens)"))
-    console.print(_tokens(trace))
+    width = console.width
+    lines: list[Text] = [*_header(trace), *_token_line(trace, width), *_predictions(trace, width)]
 
-    shown = [s for s in trace.stages if view.shows_layer(s.layer) and view.shows_stage(s.name)]
-    first_layer = next((i for i, s in enumerate(trace.stages) if s.layer is not None), len(trace.stages))
-    before = [s for s in shown if s.layer is None and trace.stages.index(s) < first_layer]
-    after = [s for s in shown if s.layer is None and trace.stages.index(s) >= first_layer]
-    if before:
-        console.print(Rule("embeddings", align="left"))
-        console.print(_stage_table(trace, before))
-    for layer in range(trace.num_layers):
-        if not view.shows_layer(layer):
-            continue
-        stages = [s for s in shown if s.layer == layer]
-        attention = any(s.name.endswith(".probs") for s in stages) or view.stages is None
-        if not stages and not attention:
-            continue
-        console.print(Rule(f"layer {layer}", align="left"))
-        if stages:
-            console.print(_stage_table(trace, stages))
-        if attention:
-            console.print(Text(f"layer {layer}: the tokens each token attends to most, per head", style="bold"))
-            console.print(_attention_account(trace, layer, view, console.width))
-    if after:
-        console.print(Rule("output", align="left"))
-        console.print(_stage_table(trace, after))
+    if not view.stage_tables:
+        lines.append(_rule("layer by layer", width))
+        lines.extend(_summary(trace, view, width))
+        lines.extend(_outputs(trace, width))
+    else:
+        shown = [s for s in trace.stages if view.shows_layer(s.layer) and view.shows_stage(s.name)]
+        first_layer = next((i for i, s in enumerate(trace.stages) if s.layer is not None), len(trace.stages))
+        before = [s for s in shown if s.layer is None and trace.stages.index(s) < first_layer]
+        after = [s for s in shown if s.layer is None and trace.stages.index(s) >= first_layer]
+        if before:
+            lines.append(_rule("embeddings", width))
+            lines.extend(_stage_rows(trace, before, width, "", explain))
+        for layer in range(trace.num_layers):
+            if not view.shows_layer(layer):
+                continue
+            stages = [s for s in shown if s.layer == layer]
+            attention = view.full and (view.stages is None or any(s.name.endswith(".probs") for s in stages))
+            if not stages and not attention:
+                continue
+            prefix = f"{trace.layers_path}.{layer}."
+            lines.append(_rule(f"layer {layer}  ({prefix}*)", width))
+            if stages:
+                lines.extend(_stage_rows(trace, stages, width, prefix, explain))
+            if attention:
+                lines.extend(_attention_account(trace, layer, view, width))
+        if after:
+            lines.append(_rule("output", width))
+            lines.extend(_stage_rows(trace, after, width, "", explain))
 
     if trace.diffed:
-        first = trace.first_divergence()
-        missing = [s.name for s in trace.stages if s.max_abs_diff is None]
-        if first is not None:
-            d = trace.stage(first).max_abs_diff
-            console.print(Text.assemble(("first divergence: ", "bold red"), first, f" (max |twin - transformers| = {d:.3g})"))
-        elif missing:
-            console.print(Text(f"no difference where compared; {len(missing)} stages had no transformers value: {', '.join(missing)}", style="yellow"))
-        else:
-            console.print(Text(f"all {len(trace.stages)} stages are bit-identical to transformers (eager, fp32)", style="bold green"))
-        if trace.logits_max_abs_diff is not None:
-            console.print(Text(f"logits: max |twin - transformers| = {trace.logits_max_abs_diff:.3g}"))
-
+        lines.extend(_diff_lines(trace, width))
     if view.grid is not None:
-        layer, head = view.grid
-        console.print(Rule(f"layer {layer}, head {head}: attention (row: token, column: the token attended to)", align="left"))
-        console.print(_grid(trace, *view.grid))
+        lines.extend(_grid(trace, *view.grid, width))
+    if not view.stage_tables and view.grid is None:
+        hint = "more: --full (every stage), --grid L.H (one head), --explain (formulas and code), --json"
+        lines.extend(Text(line, style="dim") for line in _lines(hint.split(" "), width, sep=" "))
+    for line in lines:
+        console.print(line, overflow="ignore", crop=False, no_wrap=True)
 
-    if trace.predictions:
-        console.print(Rule("next token", align="left"))
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("rank", justify="right")
-        table.add_column("token")
-        table.add_column("id", justify="right")
-        table.add_column("probability", justify="right")
-        for rank, p in enumerate(trace.predictions, 1):
-            table.add_row(str(rank), repr(p.text), str(p.id), f"{p.prob:.4f}")
-        console.print(table)
-    for m in trace.mask_predictions or ():
-        console.print(Rule(f"{trace.tokens[m.position]} at position {m.position}: the model's answers", align="left"))
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("rank", justify="right")
-        table.add_column("token")
-        table.add_column("id", justify="right")
-        table.add_column("probability", justify="right")
-        for rank, p in enumerate(m.top, 1):
-            table.add_row(str(rank), p.token, str(p.id), f"{p.prob:.4f}")
-        console.print(table)
-    if trace.labels:
-        console.print(Rule("labels", align="left"))
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("label")
-        table.add_column("probability", justify="right")
-        for label in trace.labels:
-            table.add_row(label.label, f"{label.prob:.4f}")
-        console.print(table)
+
+def explainer(trace):
+    """The lines --explain puts under a stage: its formula in the paper's notation, and where it is
+    computed, in transformers (file:line, read from the installed library) and in the twin."""
+    from annotate import stages
+
+    def explain(name: str, width: int) -> list[Text]:
+        e = stages.explain(trace.model_type, name)
+        out = []
+        if e.formula:
+            out.append(Text("    " + e.formula, style="italic"))
+        for label, where in (("transformers", e.hf_location), ("twin", e.twin_location)):
+            out.extend(Text(line, style="dim") for line in _lines(f"{label}: {where}".split(" "), width, indent="    ", sep=" "))
+        return out
+
+    return explain

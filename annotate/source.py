@@ -1,22 +1,28 @@
-"""`annotate source NAME`: transformers' installed source of a class, method or function, beside its twin.
+"""`annotate source NAME`: transformers' installed source of a class, method, function or stage, beside its twin.
 
-``find(name)`` looks NAME up in the transformers that is installed (never a copy), with
-``inspect.getsourcelines`` on the imported object, so the file, the line numbers and the text are
-the ones Python runs. It searches BERT's and GPT-2's modeling files and the shared pieces they
-call (``KNOWN_MODULES``). NAME may be
+Nothing is imported to answer: importing transformers costs seconds, and importing reimpl imports
+torch. ``find(name)`` reads the files of the transformers that is installed (found with
+``importlib.util.find_spec``, which locates a package without running it) and parses them with
+``ast``, so the file, the line numbers and the text are the ones Python runs, numbered as
+``inspect.getsourcelines`` numbers them (a decorated definition starts at its first decorator). It
+searches the modeling file of every architecture in reimpl/ and the shared pieces they call
+(``SHARED_MODULES``). NAME may be
 
     BertSelfAttention                      a class or function
     BertSelfAttention.forward              a method (inherited ones too: DynamicCache.update)
     modeling_gpt2.GPT2Attention            with its module, short or dotted in full
-    eager_attention_forward --model gpt2   a name both modeling files define: bert unless told
+    eager_attention_forward --model gpt2   a name several modeling files define: bert unless told
+    encoder.layer.0.attention.self.probs   a stage, as `annotate trace` names it (annotate/stages.py)
 
-It also finds the matching code in reimpl/: the class of the same name in reimpl.bert or
-reimpl.gpt2 where there is one, else the entry in ``TWINS``, a short table for the transformers
-names whose math the twin writes elsewhere (BertSelfOutput is five lines of BertLayer.forward;
-eager_attention_forward is the middle of the twin's attention forward). Where the twin keeps that
-math inside a longer function, ``render`` highlights the lines that correspond.
+The architectures are those whose twin file ends with its record, ``ARCHITECTURE =
+Architecture(model_type=..., hf_file=..., base=..., ...)`` (reimpl/architecture.py): its literal
+keyword arguments are read here with ``ast``, so a new twin file is found without a list to update.
 
-transformers is imported here, when the command runs, not when the CLI starts.
+It also finds the matching code in reimpl/ (read the same way): the class of the same name in the
+architecture's twin file where there is one, else the entry in ``TWINS``, a short table for the
+transformers names whose math the twin writes elsewhere (BertSelfOutput is five lines of
+BertLayer.forward; eager_attention_forward is the middle of the twin's attention forward). Where
+the twin keeps that math inside a longer function, ``render`` marks the lines that correspond.
 """
 
 from __future__ import annotations
@@ -24,19 +30,140 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
-import importlib
-import inspect
+import functools
+import importlib.util
+import os
+import re
 import textwrap
 from pathlib import Path
 
 from annotate.errors import UserError
-from reimpl.registry import ARCHITECTURES
+
+# ---------------------------------------------------------------------------------------------
+# The files: found, read and parsed once per process, never imported.
+
+
+@functools.cache
+def package_dir(package: str) -> Path:
+    """The folder of an installed package, without importing it (find_spec runs none of its code)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{package} is not installed in this Python ({package} is needed to show its source)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.cache
+def transformers_version() -> str:
+    """The installed transformers' version: its ``__version__`` line, as ``transformers.__version__``
+    gives it (importlib.metadata would say the same, but importing it costs more than this whole lookup)."""
+    match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', _text(package_dir("transformers") / "__init__.py"), re.M)
+    if match:
+        return match.group(1)
+    from importlib.metadata import version
+
+    return version("transformers")
+
+
+def module_file(module: str) -> Path | None:
+    """The file of a transformers or reimpl module (``transformers.models.bert.modeling_bert``), or None
+    for anything else (torch: its classes are leaves here) or a module that is not there."""
+    top, *rest = module.split(".")
+    if top not in ("transformers", "reimpl"):
+        return None
+    folder = package_dir(top).joinpath(*rest)
+    for candidate in (folder.with_name(folder.name + ".py") if rest else None, folder / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.cache
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+@functools.cache
+def _lines(path: Path) -> list[str]:
+    return _text(path).splitlines()
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(_text(path), filename=str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# The architecture records, read from the twin files.
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """An architecture's record as its twin file writes it (reimpl/<model>.py's ``ARCHITECTURE``): the
+    literal fields; the classes by name."""
+
+    model_type: str  # "bert"
+    hf_file: str  # "models/bert/modeling_bert.py"
+    twin_module: str  # "reimpl.bert": the file that holds the record
+    base: str  # "BertModel"
+    heads: tuple[str, ...]  # ("BertForMaskedLM", ...)
+    default: str
+    layers: str  # "encoder.layer": where the layers' stage names start, inside the base model
+    attention: str  # "attention.self"
+
+    @property
+    def hf_module(self) -> str:
+        return "transformers." + self.hf_file.removesuffix(".py").replace("/", ".")
+
+    @property
+    def hf_short(self) -> str:
+        return self.hf_module.rsplit(".", 1)[1]
+
+
+def _literal(node: ast.expr):
+    """A record field: a constant as itself, a class as its name, a tuple of classes as names."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return tuple(_literal(e) for e in node.elts)
+    return None
+
+
+@functools.cache
+def records() -> dict[str, Record]:
+    """Every architecture reimpl/ has a twin file for, by model_type: the ``ARCHITECTURE = Architecture(...)``
+    statement of each reimpl/*.py (only that statement is parsed: it ends the file)."""
+    out: dict[str, Record] = {}
+    for path in sorted(package_dir("reimpl").glob("*.py")):
+        text = _text(path)
+        at = text.find("\nARCHITECTURE = Architecture(")
+        if at < 0:
+            continue
+        try:
+            statement = ast.parse(text[at + 1 :]).body[0]
+        except SyntaxError:  # something odd after the record: parse the whole file
+            statement = next(n for n in _tree(path).body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "ARCHITECTURE")
+        fields = {kw.arg: _literal(kw.value) for kw in statement.value.keywords}
+        heads = fields.get("heads") or ()
+        record = Record(
+            model_type=fields["model_type"],
+            hf_file=fields["hf_file"],
+            twin_module=f"reimpl.{path.stem}",
+            base=fields["base"],
+            heads=heads if isinstance(heads, tuple) else (heads,),
+            default=fields.get("default") or fields["base"],
+            layers=fields.get("layers") or "",
+            attention=fields.get("attention") or "",
+        )
+        out[record.model_type] = record
+    return out
+
 
 # Where NAME is looked for: short name -> module. Every class and function *defined* in these
 # modules is a known name (imports are skipped: Conv1D is pytorch_utils', not modeling_gpt2's).
-# The modeling files come from the architecture records (reimpl/registry.py); then the shared pieces.
-KNOWN_MODULES = {
-    **{arch.hf_module.rsplit(".", 1)[1]: arch.hf_module for arch in ARCHITECTURES.values()},
+# The modeling files come from the architecture records (above); then the shared pieces.
+SHARED_MODULES = {
     "masking_utils": "transformers.masking_utils",
     "cache_utils": "transformers.cache_utils",
     "activations": "transformers.activations",
@@ -44,6 +171,7 @@ KNOWN_MODULES = {
     "sdpa_attention": "transformers.integrations.sdpa_attention",
     "modeling_utils": "transformers.modeling_utils",
 }
+KNOWN_MODULES = {**{r.hf_short: r.hf_module for r in records().values()}, **SHARED_MODULES}
 # modeling_utils is thousands of lines of loading machinery: only these names of it are listed.
 MODELING_UTILS_NAMES = ("AttentionInterface", "ALL_ATTENTION_FUNCTIONS", "PreTrainedModel")
 # Module-level values that are not classes or functions: shown as their assignment statement.
@@ -51,12 +179,223 @@ MODELING_UTILS_NAMES = ("AttentionInterface", "ALL_ATTENTION_FUNCTIONS", "PreTra
 VALUES = {("activations", "ACT2CLS"), ("activations", "ACT2FN")}
 INSTANCES = {("modeling_utils", "ALL_ATTENTION_FUNCTIONS"): "AttentionInterface"}
 
-MODEL_FILES = {model_type: arch.hf_module.rsplit(".", 1)[1] for model_type, arch in ARCHITECTURES.items()}
+MODEL_FILES = {model_type: r.hf_short for model_type, r in records().items()}
+TWIN_MODULES = {r.hf_short: r.twin_module for r in records().values()}
 # The classes a reader meets first (guides/01-map.md), suggested first for a bare method name.
 CALL_PATH = ["BertSelfAttention", "GPT2Attention", "BertLayer", "GPT2Block", "BertModel", "GPT2Model",
              "BertEmbeddings", "GPT2MLP", "GPT2LMHeadModel", "BertAttention", "BertSelfOutput",
              "BertIntermediate", "BertOutput", "BertEncoder", "Conv1D", "DynamicLayer", "DynamicCache"]
-TWIN_MODULES = {MODEL_FILES[model_type]: arch.base.__module__ for model_type, arch in ARCHITECTURES.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions in a file, and following names: imports, base classes, inherited members.
+
+
+@dataclasses.dataclass(frozen=True)
+class Def:
+    """A definition found in a file: a class, a function or method, or an assignment."""
+
+    module: str  # "transformers.cache_utils"
+    path: Path
+    node: ast.stmt
+    qualname: str  # "Cache.update": where it is defined
+
+
+def _top_statements(body: list[ast.stmt]):
+    """A module's top-level statements, including those inside top-level if / try / with blocks."""
+    for node in body:
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            blocks = [node.body, getattr(node, "orelse", [])]
+            if isinstance(node, ast.Try):
+                blocks += [h.body for h in node.handlers] + [node.finalbody]
+            for block in blocks:
+                yield from _top_statements(block)
+        else:
+            yield node
+
+
+def _assigned_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, ast.Assign):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
+        return [node.target.id]
+    return []
+
+
+@functools.cache
+def _definitions(path: Path) -> dict[str, ast.stmt]:
+    """Top-level classes, functions and assignments of a file, by name (the last one wins, as when it runs)."""
+    out: dict[str, ast.stmt] = {}
+    for node in _top_statements(_tree(path).body):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[node.name] = node
+        for name in _assigned_names(node):
+            out[name] = node
+    return out
+
+
+def _absolute(module: str, level: int, name: str | None, is_package: bool) -> str:
+    """``from ..cache_utils import X`` in transformers.models.bert.modeling_bert -> transformers.cache_utils."""
+    if not level:
+        return name or ""
+    parts = module.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+@functools.cache
+def _imports(module: str, path: Path) -> dict[str, tuple[str, str]]:
+    """Names a file imports with ``from X import name [as alias]``: alias -> (module, name)."""
+    out = {}
+    package = path.name == "__init__.py"
+    for node in _top_statements(_tree(path).body):
+        if isinstance(node, ast.ImportFrom):
+            source = _absolute(module, node.level, node.module, package)
+            for alias in node.names:
+                if alias.name != "*":
+                    out[alias.asname or alias.name] = (source, alias.name)
+    return out
+
+
+def resolve(module: str, name: str, _depth: int = 0) -> Def | None:
+    """``name`` as seen from ``module``: defined there, or imported from another file we can read."""
+    path = module_file(module)
+    if path is None or _depth > 6:
+        return None
+    node = _definitions(path).get(name)
+    if node is not None:
+        return Def(module, path, node, name)
+    imported = _imports(module, path).get(name)
+    if imported is not None:
+        source, original = imported
+        found = resolve(source, original, _depth + 1)
+        if found is None and module_file(f"{source}.{original}") is not None:
+            return None  # a submodule, not a class
+        return found
+    return None
+
+
+_NOT_METHODS = {"property", "staticmethod", "classmethod", "cached_property"}
+
+
+def _decorator_names(node) -> list[str]:
+    names = []
+    for dec in getattr(node, "decorator_list", []):
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        names.append(ast.unparse(target))
+    return names
+
+
+def _own_members(cls: ast.ClassDef) -> dict[str, ast.stmt]:
+    """What a class body defines: methods (a property's getter, not its setter), class attributes, nested classes."""
+    out: dict[str, ast.stmt] = {}
+    for node in cls.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            accessor = any(d.endswith((".setter", ".deleter")) for d in _decorator_names(node))
+            if not (accessor and node.name in out):
+                out[node.name] = node
+        for name in _assigned_names(node):
+            out[name] = node
+    return out
+
+
+def methods_of(cls: ast.ClassDef) -> list[str]:
+    """The plain methods a class body defines (what ``inspect.isfunction`` finds in its ``vars``)."""
+    return [
+        name
+        for name, node in _own_members(cls).items()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and not (_NOT_METHODS & {d.rsplit(".", 1)[-1] for d in _decorator_names(node)})
+        and not any(d.endswith((".setter", ".deleter")) for d in _decorator_names(node))
+    ]
+
+
+def bases(cls: Def) -> list[Def]:
+    """The base classes we can read (transformers' and reimpl's); torch's nn.Module and the like are left out."""
+    out = []
+    for base in cls.node.bases:
+        if isinstance(base, ast.Name):
+            found = resolve(cls.module, base.id)
+        elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
+            found = None  # nn.Module, torch's: not read
+        else:
+            found = None
+        if found is not None and isinstance(found.node, ast.ClassDef):
+            out.append(found)
+    return out
+
+
+def mro(cls: Def) -> list[Def]:
+    """The method resolution order over the classes we can read (C3, as Python computes it)."""
+    return _mro(cls, 0)
+
+
+def _mro(cls: Def, depth: int) -> list[Def]:
+    if depth > 30:
+        return [cls]
+    sequences = [_mro(b, depth + 1) for b in bases(cls)] + [bases(cls)]
+    out = [cls]
+    key = lambda d: (d.path, d.node.lineno)  # noqa: E731
+    sequences = [list(s) for s in sequences if s]
+    while sequences:
+        for seq in sequences:
+            head = seq[0]
+            if not any(key(head) in {key(d) for d in other[1:]} for other in sequences):
+                break
+        else:  # inconsistent hierarchy (cannot happen in code that runs): fall back to depth first
+            head = sequences[0][0]
+        out.append(head)
+        sequences = [[d for d in s if key(d) != key(head)] for s in sequences]
+        sequences = [s for s in sequences if s]
+    return out
+
+
+def member(cls: Def, name: str) -> Def | None:
+    """``cls.name`` as attribute lookup finds it: in the class, else along its bases."""
+    for klass in mro(cls) if name not in _own_members(cls.node) else [cls]:
+        node = _own_members(klass.node).get(name)
+        if node is not None:
+            return Def(klass.module, klass.path, node, f"{klass.qualname}.{name}")
+    return None
+
+
+def lookup(module: str, qualname: str) -> Def | None:
+    """``module``'s ``qualname`` (``BertLayer.forward``), following imports and base classes."""
+    first, *rest = qualname.split(".")
+    found = resolve(module, first)
+    for attr in rest:
+        if found is None or not isinstance(found.node, ast.ClassDef):
+            return None
+        found = member(found, attr)
+    return found
+
+
+def span(d: Def) -> tuple[int, int]:
+    """First and last line of a definition, as ``inspect.getsourcelines`` gives them: from the first
+    decorator, through trailing comments indented as the body (``inspect.getblock``'s rule)."""
+    node = d.node
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.lineno, node.end_lineno
+    first = min([node.lineno, *(dec.lineno for dec in node.decorator_list)])
+    lines = _lines(d.path)
+    last = node.end_lineno
+    body = node.body[0]
+    before = lines[body.lineno - 1][: body.col_offset]
+    body_col = body.col_offset if not before.strip() else None  # None: a one-line definition
+    for i in range(last, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("#"):
+            break
+        if body_col is not None and len(lines[i]) - len(lines[i].lstrip()) >= body_col:
+            last = i + 1
+    return first, last
+
+
+# ---------------------------------------------------------------------------------------------
+# What find returns.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,12 +412,10 @@ class Twin:
 
 
 _LAYER = "reimpl.bert:BertLayer.forward"
-_NO_HEADS = ("reimpl/ has the heads real checkpoints carry (masked LM, pre-training, next sentence, sequence "
-             "classification, GPT-2's LM head); not this one")
 
-# transformers names whose twin is not "the same name in reimpl.bert / reimpl.gpt2". Keyed by
+# transformers names whose twin is not "the same name in the architecture's twin file". Keyed by
 # (module, qualname); an entry for a class also serves its methods. A dict keyed by model picks
-# the twin by --model, for the shared pieces both models call.
+# the twin by --model, for the shared pieces both models use.
 TWINS: dict[tuple[str, str], Twin | dict[str, Twin]] = {
     # BERT: HF's five classes per layer are one forward in the twin.
     ("modeling_bert", "eager_attention_forward"): Twin(
@@ -215,7 +552,7 @@ class Code:
     """One piece of source: where it is and what it says."""
 
     qualname: str  # "transformers.models.bert.modeling_bert.BertSelfAttention", "reimpl.bert.BertLayer.forward"
-    path: Path  # the file Python loaded it from
+    path: Path  # the file it is read from (the one Python loads it from)
     first_line: int  # 1-based line of the first line shown (a decorator, if it has one)
     text: str
     highlight: tuple[int, int] | None = None  # file line numbers of the part that corresponds, inclusive
@@ -236,7 +573,7 @@ class Code:
 
 @dataclasses.dataclass
 class Found:
-    """What ``find`` returns: transformers' code for the name, and the twin's."""
+    """What ``find`` returns for a class, function or method: transformers' code for the name, and the twin's."""
 
     name: str  # as asked
     module: str  # KNOWN_MODULES key
@@ -247,50 +584,61 @@ class Found:
     also: list[str] = dataclasses.field(default_factory=list)  # other modules that define the name, with how to ask
 
 
-def transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
+def code_of(d: Def, qualname: str | None = None) -> Code:
+    """The lines of a definition, read from its file."""
+    first, last = span(d)
+    text = "\n".join(_lines(d.path)[first - 1 : last])
+    return Code(qualname=qualname or d.qualname, path=d.path, first_line=first, text=text)
 
 
 # ---------------------------------------------------------------------------------------------
 # The index of known names.
 
-_index_cache: dict[str, dict[str, object]] | None = None
+_DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+(\w+)", re.M)
 
 
-def _modules() -> dict[str, object]:
-    return {short: importlib.import_module(path) for short, path in KNOWN_MODULES.items()}
+@functools.cache
+def _quick_names(short: str) -> frozenset[str]:
+    """The top-level class and function names of a known module, from its text (a def or class at
+    column 0): enough to know which files to parse. ``_defined`` confirms with the parsed file."""
+    path = module_file(KNOWN_MODULES[short])
+    if path is None:
+        return frozenset()
+    names = set(_DEFINED.findall(_text(path)))
+    names |= {name for module, name in (*VALUES, *INSTANCES) if module == short}
+    if short == "modeling_utils":
+        names &= set(MODELING_UTILS_NAMES)
+    return frozenset(names)
 
 
-def index() -> dict[str, dict[str, object]]:
-    """Known top-level names per module: {module short name: {name: object}}."""
-    global _index_cache
-    if _index_cache is None:
-        out: dict[str, dict[str, object]] = {}
-        for short, module in _modules().items():
-            names = {}
-            for name, obj in vars(module).items():
-                if short == "modeling_utils" and name not in MODELING_UTILS_NAMES:
-                    continue
-                defined_here = getattr(obj, "__module__", None) == module.__name__
-                if (inspect.isclass(obj) or inspect.isfunction(obj)) and defined_here:
-                    names[name] = obj
-                elif (short, name) in VALUES or (short, name) in INSTANCES:
-                    names[name] = obj
-            out[short] = names
-        _index_cache = out
-    return _index_cache
+def _defined(short: str, name: str) -> Def | None:
+    """A known name of a known module: a class or function defined there, or one of VALUES / INSTANCES."""
+    if short == "modeling_utils" and name not in MODELING_UTILS_NAMES:
+        return None
+    module = KNOWN_MODULES[short]
+    path = module_file(module)
+    node = _definitions(path).get(name) if path is not None else None
+    if node is None:
+        return None
+    is_value = (short, name) in VALUES or (short, name) in INSTANCES
+    if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or is_value:
+        return Def(module, path, node, name)
+    return None
+
+
+def index() -> dict[str, dict[str, Def]]:
+    """Known top-level names per module: {module short name: {name: Def}} (parses every known file)."""
+    return {short: {name: d for name in sorted(_quick_names(short)) if (d := _defined(short, name))} for short in KNOWN_MODULES}
 
 
 def known_names() -> list[str]:
     """Every name ``find`` accepts without a module prefix: top-level names and Class.method."""
     names = set()
     for short, entries in index().items():
-        for name, obj in entries.items():
+        for name, d in entries.items():
             names.add(name)
-            if inspect.isclass(obj) and short != "modeling_utils":
-                names.update(f"{name}.{attr}" for attr, value in vars(obj).items() if inspect.isfunction(value))
+            if isinstance(d.node, ast.ClassDef) and short != "modeling_utils":
+                names.update(f"{name}.{method}" for method in methods_of(d.node))
     return sorted(names)
 
 
@@ -309,7 +657,7 @@ def _split(name: str) -> tuple[str | None, list[str]]:
     return None, parts
 
 
-def _suggest(name: str) -> str:
+def _suggest(name: str) -> list[str]:
     names = known_names()
     methods = [n for n in names if n.lower().endswith("." + name.lower())]
     if methods:  # "forward": a method name without its class; the classes on the main call path first
@@ -317,68 +665,85 @@ def _suggest(name: str) -> str:
             owner = n.split(".")[0]
             return (CALL_PATH.index(owner) if owner in CALL_PATH else len(CALL_PATH), n)
 
-        return ", ".join(sorted(methods, key=rank)[:5])
+        return sorted(methods, key=rank)[:5]
     lower = {n.lower(): n for n in names}
     close = difflib.get_close_matches(name.lower(), list(lower), n=5, cutoff=0.6)
     if not close:  # a method of an unknown class, or a prefix: try the last part on its own
         close = difflib.get_close_matches(name.split(".")[-1].lower(), list(lower), n=5, cutoff=0.6)
-    return ", ".join(lower[c] for c in close)
+    return [lower[c] for c in close]
 
 
-def find(name: str, model: str | None = None) -> Found:
-    """Locate NAME in the installed transformers, and its twin in reimpl/.
+def _looks_like_a_stage(name: str) -> bool:
+    """encoder.layer.0.attention.self.probs, lm_head: lower-case paths, or paths with a layer number."""
+    parts = name.split(".")
+    return any(p.isdigit() for p in parts) or ("." in name and parts[0][:1].islower())
 
-    ``model`` ("bert" or "gpt2") picks the modeling file when both define NAME (default bert),
-    and the twin of a shared piece that both models use (eager_mask).
+
+def find(name: str, model: str | None = None):
+    """Locate NAME in the installed transformers and its twin in reimpl/: a ``Found`` for a class,
+    function or method, a ``stages.StageFound`` for a stage name.
+
+    ``model`` (a model_type: "bert", "gpt2", ...) picks the modeling file when several define NAME
+    (default bert), the twin of a shared piece that several models use (eager_mask), and the
+    architecture of a stage name.
     """
     if model not in (None, *MODEL_FILES):
         raise UserError(f"--model must be one of {', '.join(MODEL_FILES)}, not {model!r}")
     module, parts = _split(name)
-    if not parts or not all(p.isidentifier() for p in parts):
-        raise UserError(f"{name!r} is not a Python name (e.g. BertSelfAttention, GPT2Attention.forward)")
-    idx = index()
-    top = parts[0]
-    modules = [short for short in idx if top in idx[short] and (module is None or short == module)]
-    if not modules:
-        where = f" in {module}" if module else " in transformers' BERT and GPT-2 files or the pieces they share"
-        suggestions = _suggest(".".join(parts))
-        hint = f"; did you mean: {suggestions}" if suggestions else "; try e.g. BertSelfAttention, GPT2Attention.forward, eager_mask, Conv1D"
-        raise UserError(f"unknown name {name!r}{where}{hint}")
-    preferred = MODEL_FILES[model or "bert"]
+    python_name = bool(parts) and all(p.isidentifier() for p in parts)
+    if python_name:
+        modules = [
+            short
+            for short in KNOWN_MODULES
+            if (module is None or short == module) and parts[0] in _quick_names(short) and _defined(short, parts[0])
+        ]
+        if modules:
+            return _find_code(name, parts, modules, model)
+    from annotate import stages
+
+    if module is None:
+        found = stages.find_stage(name, model)  # None if no architecture records it; an error if another does
+        if found is not None:
+            return found
+    where = f" in {module}" if module else " in transformers' modeling files, the pieces they share, or the twins' stages"
+    if module is None and _looks_like_a_stage(name):
+        suggestions = stages.suggest(name, model) or (_suggest(name) if python_name else [])
+    else:
+        suggestions = (_suggest(".".join(parts)) if python_name else []) or (stages.suggest(name, model) if module is None else [])
+    hint = (f"; did you mean: {', '.join(suggestions)}" if suggestions
+            else "; try e.g. BertSelfAttention, GPT2Attention.forward, eager_mask, Conv1D, encoder.layer.0.attention.self.probs")
+    raise UserError(f"unknown name {name!r}{where}{hint}")
+
+
+def _find_code(name: str, parts: list[str], modules: list[str], model: str | None) -> Found:
+    preferred = MODEL_FILES.get(model or "bert")
     chosen = preferred if preferred in modules else modules[0]
+    asked = ".".join(parts)
     also = [
-        f"{short}.{'.'.join(parts)} (annotate source {'.'.join(parts)} --model {_model_of(short)})"
+        f"{short}.{asked} (annotate source {asked} --model {_model_of(short)})"
         if _model_of(short)
-        else f"{short}.{'.'.join(parts)} (annotate source {short}.{'.'.join(parts)})"
+        else f"{short}.{asked} (annotate source {short}.{asked})"
         for short in modules
         if short != chosen
     ]
-
-    obj = idx[chosen][top]
+    top = parts[0]
+    d = _defined(chosen, top)
     note = ""
     if (chosen, top) in INSTANCES:
         cls_name = INSTANCES[(chosen, top)]
         note = f"{top} is an instance of {cls_name}; shown: its class"
-        obj = idx[chosen][cls_name] if cls_name in idx[chosen] else type(obj)
+        d = resolve(d.module, cls_name)
     for i, attr in enumerate(parts[1:], start=1):
-        owner = obj
-        if not hasattr(owner, attr):
-            members = sorted(a for a, v in vars(owner).items() if inspect.isfunction(v)) if inspect.isclass(owner) else []
+        owner = d
+        d = member(owner, attr) if isinstance(owner.node, ast.ClassDef) else None
+        if d is None:
+            members = sorted(methods_of(owner.node)) if isinstance(owner.node, ast.ClassDef) else []
             listing = f"; its methods: {', '.join(members)}" if members else ""
             raise UserError(f"{'.'.join(parts[:i])} has no attribute {attr!r}{listing}")
-        obj = getattr(owner, attr)
-        if isinstance(obj, property):
-            obj = obj.fget
-    qualname_asked = ".".join(parts)
-    if (chosen, top) in VALUES:
-        code = _assignment(importlib.import_module(KNOWN_MODULES[chosen]), top)
-    else:
-        code = _code_of(obj)
-        real = getattr(inspect.unwrap(obj), "__qualname__", qualname_asked)
-        if len(parts) > 1 and real != qualname_asked and not note:
-            note = f"{qualname_asked} is inherited: defined as {real}"
-    code.qualname = f"{KNOWN_MODULES[chosen]}.{qualname_asked}"
-    twin, twin_note = _twin(chosen, parts, obj, model)
+    code = code_of(d, f"{KNOWN_MODULES[chosen]}.{asked}")
+    if len(parts) > 1 and d.qualname != asked and not note:
+        note = f"{asked} is inherited: defined as {d.qualname}"
+    twin, twin_note = _twin(chosen, parts, model)
     return Found(name=name, module=chosen, code=code, twin=twin, twin_note=twin_note, note=note, also=also)
 
 
@@ -386,85 +751,47 @@ def _model_of(module: str) -> str | None:
     return {v: k for k, v in MODEL_FILES.items()}.get(module)
 
 
-def _code_of(obj) -> Code:
-    """Source of a class, function or method, from the file Python loaded it from."""
-    obj = inspect.unwrap(obj)  # decorators (auto_docstring, capture_outputs) wrap; the lines are the original's
-    try:
-        lines, first = inspect.getsourcelines(obj)
-        path = Path(inspect.getsourcefile(obj) or inspect.getfile(obj))
-    except (OSError, TypeError) as e:
-        raise UserError(f"no Python source for {getattr(obj, '__qualname__', obj)!r}: {e}") from None
-    return Code(qualname=getattr(obj, "__qualname__", ""), path=path, first_line=first, text="".join(lines).rstrip("\n"))
-
-
-def _assignment(module, name: str) -> Code:
-    """The module-level statement that assigns ``name``, for values that are not classes or functions."""
-    path = Path(inspect.getsourcefile(module))
-    source = path.read_text()
-    for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-            lines = source.splitlines()[node.lineno - 1 : node.end_lineno]
-            return Code(qualname=name, path=path, first_line=node.lineno, text="\n".join(lines))
-    raise UserError(f"no assignment of {name!r} in {path}")
-
-
 def _twin_entry(module: str, parts: list[str], model: str | None) -> Twin | None:
     for key in (".".join(parts), parts[0]):
         entry = TWINS.get((module, key))
         if entry is not None:
-            return entry[model or "bert"] if isinstance(entry, dict) else entry
+            return entry.get(model or "bert", next(iter(entry.values()))) if isinstance(entry, dict) else entry
     return None
 
 
-def _twin(module: str, parts: list[str], obj, model: str | None) -> tuple[Code | None, str]:
+def _is_head(name: str) -> bool:
+    return re.search(r"For[A-Z]", name) is not None or "Head" in name
+
+
+def _twin(module: str, parts: list[str], model: str | None) -> tuple[Code | None, str]:
     entry = _twin_entry(module, parts, model)
     if entry is None:
         twin_module = TWIN_MODULES.get(module)
         if twin_module is None:
             return None, "no twin: reimpl/ has no counterpart of this shared piece"
         entry = Twin(f"{twin_module}:{'.'.join(parts)}", "same name, same math")
-        if not _has(entry.target):
-            if parts[0].startswith(("BertFor", "GPT2For", "GPT2DoubleHeads")) or "Head" in parts[0]:
-                return None, f"no twin: {_NO_HEADS}"
-            if _has(f"{twin_module}:{parts[0]}"):
+        if _twin_def(entry.target) is None:
+            if _is_head(parts[0]):
+                heads = next(r.heads for r in records().values() if r.hf_short == module)
+                return None, f"no twin: reimpl/ has the heads real checkpoints carry ({', '.join(heads)}); not this one"
+            if _twin_def(f"{twin_module}:{parts[0]}") is not None:
                 return None, f"no twin of {'.'.join(parts)}: reimpl's {parts[0]} has no {'.'.join(parts[1:])}"
             return None, f"no twin: reimpl/ has no {parts[0]} (see the docstring of {twin_module.replace('.', '/')}.py for what is left out)"
     if entry.target is None:
         return None, entry.note
-    if not _has(entry.target):
+    d = _twin_def(entry.target)
+    if d is None:
         return None, f"no twin yet: {entry.target} is not in this checkout of reimpl/"
-    code = _resolve(entry.target)
+    module_name, qualname = entry.target.split(":")
+    code = code_of(d, f"{module_name}.{qualname}")
     if entry.focus is not None:
         code.highlight = _focus(code, *entry.focus)
     return code, entry.note
 
 
-def _has(target: str) -> bool:
-    try:
-        _lookup(target)
-    except (ImportError, AttributeError):
-        return False
-    return True
-
-
-def _lookup(target: str):
+def _twin_def(target: str) -> Def | None:
     module_name, qualname = target.split(":")
-    obj = importlib.import_module(module_name)
-    for attr in qualname.split("."):
-        obj = getattr(obj, attr)
-    return obj
-
-
-def _resolve(target: str) -> Code:
-    module_name, qualname = target.split(":")
-    obj = _lookup(target)
-    if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismethod(obj):
-        code = _code_of(obj)
-    else:  # a module-level value: ACT2FN
-        code = _assignment(importlib.import_module(module_name), qualname)
-    code.qualname = f"{module_name}.{qualname}"
-    return code
+    return lookup(module_name, qualname)
 
 
 def _focus(code: Code, start: str, end: str) -> tuple[int, int] | None:
@@ -480,34 +807,46 @@ def _focus(code: Code, start: str, end: str) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 # Rendering.
 
+MAX_WIDTH = 160  # piped output: wide enough for every line of transformers' files we show, and no wider
+
 
 def display_path(path: Path) -> str:
     """reimpl's files relative to the checkout (reimpl/bert.py); transformers' in full, to open them."""
-    import reimpl
-
-    package = Path(reimpl.__file__).resolve().parent
+    package = package_dir("reimpl").resolve()
     try:
         return str(Path("reimpl") / path.resolve().relative_to(package))
     except ValueError:
         return str(path)
 
 
-def render(found: Found, console, twin: bool = True) -> None:
-    """Print transformers' code with its file and real line numbers, then the twin's (unless ``twin`` is False)."""
-    from rich.syntax import Syntax
+def console_for(listings: list[tuple[str, int]]):
+    """A rich Console for printing ``listings`` (text, last line number). On a terminal: its width. Piped
+    (a file, ``less``, a test), rich would wrap at 80 columns; here the width is the longest listed line
+    with its gutter, capped at MAX_WIDTH, so code lines stay whole. COLUMNS, when set, wins."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        # rich's gutter: the marker column, the number, a space (see rich.syntax.Syntax._numbers_column_width)
+        widest = max((len(line.expandtabs(4)) + len(str(last)) + 4 for text, last in listings for line in text.splitlines()), default=0)
+        console.width = max(80, min(MAX_WIDTH, widest))
+    return console
+
+
+def render(found, console=None, twin: bool = True) -> None:
+    """Print transformers' code with its file and real line numbers, then the twin's (unless ``twin`` is False).
+    A stage (``stages.StageFound``) prints its formula, then both sides' lines. ``console``: a rich Console
+    (by default one sized for the listing: ``console_for``)."""
+    from annotate import stages
+
+    if isinstance(found, stages.StageFound):
+        stages.render(found, console, twin=twin)
+        return
     from rich.text import Text
 
-    def show(code: Code, title: str) -> None:
-        # soft_wrap: a long path or title stays one line (the terminal wraps it), so it can be copied.
-        console.print(Text(title, style="bold"), soft_wrap=True)
-        console.print(Text(f"{display_path(code.path)}:{code.first_line}-{code.last_line}", style="dim"), soft_wrap=True)
-        highlight = set(range(code.highlight[0], code.highlight[1] + 1)) if code.highlight else None
-        console.print(
-            Syntax(code.text, "python", line_numbers=True, start_line=code.first_line,
-                   highlight_lines=highlight, word_wrap=True, background_color="default")
-        )
-
-    show(found.code, f"transformers {transformers_version()}: {found.code.qualname}")
+    codes = [found.code] + ([found.twin] if twin and found.twin is not None else [])
+    console = console or console_for([(c.text, c.last_line) for c in codes])
+    show(console, found.code, f"transformers {transformers_version()}: {found.code.qualname}")
     if found.note:
         console.print(Text(f"({found.note})", style="dim"), soft_wrap=True)
     for other in found.also:
@@ -519,4 +858,20 @@ def render(found: Found, console, twin: bool = True) -> None:
         console.print(Text(found.twin_note, style="italic"), soft_wrap=True)
         return
     marked = ", marked ❱" if found.twin.highlight else ""
-    show(found.twin, f"twin: {found.twin.qualname} ({found.twin_note}{marked})")
+    show(console, found.twin, f"twin: {found.twin.qualname} ({found.twin_note}{marked})")
+
+
+def show(console, code: Code, title: str, highlight: set[int] | None = None) -> None:
+    """A title, the file:first-last header, and the lines numbered as in the file (``highlight``: marked ❱)."""
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    # soft_wrap: a long path or title stays one line (the terminal wraps it), so it can be copied.
+    console.print(Text(title, style="bold"), soft_wrap=True)
+    console.print(Text(f"{display_path(code.path)}:{code.first_line}-{code.last_line}", style="dim"), soft_wrap=True)
+    if highlight is None and code.highlight:
+        highlight = set(range(code.highlight[0], code.highlight[1] + 1))
+    console.print(
+        Syntax(code.text, "python", line_numbers=True, start_line=code.first_line,
+               highlight_lines=highlight, word_wrap=True, background_color="default")
+    )

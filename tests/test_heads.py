@@ -276,7 +276,7 @@ def test_trace_masked_lm_predicts_at_every_mask(tmp_path, capsys):
         top = torch.topk(probs, 3)
         assert [t["id"] for t in m["top"]] == top.indices.tolist()
         assert [t["prob"] for t in m["top"]] == top.values.tolist()
-        assert {"id", "token", "text", "prob"} == set(m["top"][0])
+        assert {"id", "token", "text", "prob"} <= set(m["top"][0])
     assert trace["logits_max_abs_diff"] == 0.0
     assert all(s["max_abs_diff"] == 0.0 for s in trace["stages"])
 

@@ -137,7 +137,7 @@ def test_bin_is_data_only(tmp_path, hf):
         (lambda d: None, "has no config.json"),
         (lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "has no model.safetensors or pytorch_model.bin"),
         (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
-        (lambda d: (d / "config.json").write_text('{"model_type": "t5"}'), "model_type 't5' is not supported; supported: bert"),
+        (lambda d: (d / "config.json").write_text('{"model_type": "t5"}'), "model_type 't5' is not supported; supported: albert, bert, distilbert, electra, gpt2, roberta, xlm-roberta"),
         (lambda d: (d / "config.json").write_text('{"model_type": "bert", "hidden_act": "xielu"}'), "activation 'xielu' is not supported"),
     ],
 )
@@ -148,7 +148,7 @@ def test_bad_folders(tmp_path, setup, message):
 
 
 def test_not_a_directory(tmp_path):
-    with pytest.raises(CheckpointError, match="is not a checkpoint directory"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         reimpl.from_pretrained(tmp_path / "nowhere")
 
 
