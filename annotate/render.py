@@ -26,7 +26,6 @@ from rich.text import Text
 from annotate.errors import UserError
 
 WIDE = 160  # columns when writing to a file or a pipe: names like encoder.layer.5.intermediate.intermediate_act_fn stay whole
-NUMBER = 10  # the widest number _num writes: "-1.234e-05"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +147,7 @@ def status(message: str) -> Iterator[None]:
 
 
 def _num(x: float) -> str:
-    """Four significant digits, at most NUMBER characters: 0.1111, -12.34, 4.291e-17."""
+    """Four significant digits, at most 10 characters: 0.1111, -12.34, -4.291e-17."""
     return f"{x:.4g}"
 
 
@@ -209,6 +208,10 @@ def _token_line(trace, width: int) -> list[Text]:
     """The tokens as the model sees them, separated by │ so that spaces and pieces show."""
     shown = [f"{i}:{token}" for i, token in enumerate(trace.display_tokens)]
     out = [Text(line) for line in _lines(shown, width, sep=" │ ")]
+    if trace.characters:
+        runs = [f"{a}-{b} {text}" if b > a else f"{a} {text}" for a, b, text in trace.characters]
+        note = "bytes of one character (no token for it in the vocabulary): " + ",  ".join(runs)
+        out += [Text(line, style="yellow") for line in _lines(note.split(" "), width, sep=" ")]
     if trace.unknown:
         n, unk = len(trace.unknown), trace.tokens[trace.unknown[0]]
         note = (f"{unk}: {n} of {len(trace.tokens)} tokens are not in this model's vocabulary (e.g. characters an "
@@ -257,7 +260,7 @@ def _summary(trace, view: View, width: int) -> list[Text]:
         name = "embeddings" if r.layer is None else f"layer {r.layer}"
         change = "" if r.change is None else f"{100 * r.change:.0f}%"
         attn = "  ".join(f"{_clip(token, label_w)} {w:.2f}" for token, w in r.attends_to)
-        line = _pad(name, name_w) + "  " + _pad(_num(r.norm), 8, True) + "  " + _pad(change, 7, True) + "  "
+        line = _pad(name, name_w) + "  " + _pad(f"{r.norm:.2f}", 8, True) + "  " + _pad(change, 7, True) + "  "
         line += _pad(attn, attn_w) + _pad(_diff(r.max_abs_diff), 10, True) if diffed else attn
         out.append(Text(line.rstrip(), style="bold red" if r.max_abs_diff else ""))
     legend = ("|h|: the mean size (L2 norm) of a token's vector after the layer; change: how much the layer "
@@ -268,19 +271,10 @@ def _summary(trace, view: View, width: int) -> list[Text]:
 
 
 def _outputs(trace, width: int) -> list[Text]:
-    """The stages after the last layer (final norm, pooler, the last hidden state), one line each if it fits."""
+    """The stages after the last layer (final norm, pooler, the last hidden state), as in --full."""
     first_layer = next(i for i, s in enumerate(trace.stages) if s.layer is not None)
     after = [s for i, s in enumerate(trace.stages) if s.layer is None and i > first_layer]
-    if not after:
-        return []
-    out = [_rule("output", width)]
-    for s in after:
-        shape = "(" + ", ".join(map(str, s.shape)) + ")"
-        words = [f"{s.name} {shape}", *(f"{k} {_num(s.stats[k])}" for k in ("mean", "std", "min", "max"))]
-        if trace.diffed:
-            words.append(f"max|diff| {_diff(s.max_abs_diff)}")
-        out.extend(Text(line, style="bold red" if s.max_abs_diff else "") for line in _lines(words, width, sep="  "))
-    return out
+    return [_rule("output", width), *_stage_rows(trace, after, width, "", None)] if after else []
 
 
 def _stage_rows(trace, stages, width: int, prefix: str, explain) -> list[Text]:
@@ -288,26 +282,28 @@ def _stage_rows(trace, stages, width: int, prefix: str, explain) -> list[Text]:
     keys = ("mean", "std", "min", "max")
     names = [s.name.removeprefix(prefix) for s in stages]
     shapes = ["(" + ", ".join(map(str, s.shape)) + ")" for s in stages]
+    numbers = [[_num(s.stats[k]) for k in keys] for s in stages]
+    diffs = [_diff(s.max_abs_diff) for s in stages]
     name_w = max(map(cell_len, names + ["stage"]))
     shape_w = max(map(cell_len, shapes + ["shape"]))
-    numbers_w = (NUMBER + 1) * 4 + ((NUMBER + 1) if trace.diffed else 0)
-    one_line = name_w + 2 + shape_w + numbers_w <= width
-    columns = "".join(_pad(k, NUMBER + 1, True) for k in keys) + (_pad("max|diff|", NUMBER + 1, True) if trace.diffed else "")
+    number_w = max(len(n) for row in numbers for n in row) + 2  # this table's widest number, and a gap
+    diff_w = max(map(len, diffs + ["max|diff|"])) + 2 if trace.diffed else 0
+    one_line = name_w + 2 + shape_w + 4 * number_w + diff_w <= width
+    columns = "".join(_pad(k, number_w, True) for k in keys) + (_pad("max|diff|", diff_w, True) if trace.diffed else "")
     out = []
     if one_line:
         out.append(Text(_pad("stage", name_w) + "  " + _pad("shape", shape_w) + columns, style="bold"))
     else:
         out.append(Text("stage  shape", style="bold"))
-        out.append(Text("   " + columns, style="bold"))
-    for s, name, shape in zip(stages, names, shapes):
-        numbers = "".join(_pad(_num(s.stats[k]), NUMBER + 1, True) for k in keys)
-        d = _pad(_diff(s.max_abs_diff), NUMBER + 1, True) if trace.diffed else ""
+        out.append(Text("  " + columns, style="bold"))
+    for s, name, shape, row, d in zip(stages, names, shapes, numbers, diffs):
+        cells = "".join(_pad(n, number_w, True) for n in row) + (_pad(d, diff_w, True) if trace.diffed else "")
         style = "bold red" if s.max_abs_diff else ""
         if one_line:
-            out.append(Text(_pad(name, name_w) + "  " + _pad(shape, shape_w) + numbers + d, style=style))
+            out.append(Text(_pad(name, name_w) + "  " + _pad(shape, shape_w) + cells, style=style))
         else:
             out.append(Text(name + "  " + shape, style=style))
-            out.append(Text("   " + numbers + d, style=style))
+            out.append(Text("  " + cells, style=style))
         if explain is not None:
             out.extend(explain(s.name, width))
     return out
@@ -386,13 +382,22 @@ def _diff_lines(trace, width: int) -> list[Text]:
     return out
 
 
+def output_width(console: Console) -> int:
+    """The terminal's width; into a pipe (| less, | tail) the width of the terminal that stderr is
+    on, if any; into a file, WIDE. COLUMNS wins, as everywhere."""
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console.width
+    try:
+        return os.get_terminal_size(2).columns  # the pipe ends in this terminal
+    except OSError:
+        return WIDE
+
+
 def render(trace, view: View, console: Console, explain=None) -> None:
     """Print the trace: see the module docstring for what, in which order. ``explain(stage, width)``
     gives the lines under a stage with --explain."""
     view.check(trace)
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        console.width = max(console.width, WIDE)
-    width = console.width
+    width = output_width(console)
     lines: list[Text] = [*_header(trace), *_token_line(trace, width), *_predictions(trace, width)]
 
     if not view.stage_tables:

@@ -84,6 +84,7 @@ class Trace:
     ids: list[int]
     display_tokens: list[str]  # what to show: byte-level BPE tokens decoded (" cat" as "␣cat"), others as they are
     unknown: list[int]  # positions of the tokenizer's unknown token ([UNK]), if any
+    characters: list[tuple[int, int, str]]  # byte tokens that together spell a character: (first, last, text)
     stages: list[Stage]  # forward order, ending with the final hidden state
     states: dict[str, torch.Tensor]  # every recorded tensor by name (stages, and the logits "lm_head")
     num_layers: int
@@ -281,6 +282,21 @@ class Tokenizer:
             out.append(_visible(lead) + core + _visible(trail) if core else _visible(text))
         return out
 
+    def characters(self, ids: list[int], display: list[str]) -> list[tuple[int, int, str]]:
+        """Runs of byte tokens (shown as <e6>) that together spell characters: (first, last, text).
+        A byte-level BPE without a token for 我 writes its three UTF-8 bytes as three tokens."""
+        out, start = [], None
+        for i, shown in enumerate(display + [""]):
+            if shown.startswith("<") and shown.endswith(">") and i < len(ids):
+                start = i if start is None else start
+                text = self.fast.decode(ids[start : i + 1], skip_special_tokens=False)
+                if "\ufffd" not in text:
+                    out.append((start, i, text.strip()))
+                    start = None
+            else:
+                start = None
+        return out
+
     def token(self, id: int) -> str:
         if self.fast is not None:
             return self.fast.id_to_token(id) or ""
@@ -469,7 +485,8 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress
         folder=folder,
         tokens=tokens,
         ids=ids,
-        display_tokens=tokenizer.display(ids, tokens),
+        display_tokens=(display := tokenizer.display(ids, tokens)),
+        characters=tokenizer.characters(ids, display) if tokenizer.fast is not None else [],
         unknown=[i for i, token in enumerate(tokens) if unk is not None and token == unk],
         stages=stages,
         states=states,

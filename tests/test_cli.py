@@ -132,7 +132,7 @@ def test_compact_default_fits_one_screen():
     lines = out.splitlines()
     assert len(lines) <= 60
     rows = [line for line in lines if line.startswith(("embeddings ", "layer "))]
-    assert [r.split()[0:2] for r in rows] == [["embeddings", "8.793"]] + [["layer", str(i)] for i in range(6)]
+    assert [r.split()[0:2] for r in rows] == [["embeddings", "8.79"]] + [["layer", str(i)] for i in range(6)]
     assert all(r.split()[-1] == "0" for r in rows)  # max|diff| per layer
     assert "all 98 stages are bit-identical to transformers (eager, fp32)" in out
     assert "attention.self.query" not in out
