@@ -618,3 +618,15 @@ def test_python_api_for_a_notebook():
     assert t.to_dict()["stages"][0]["name"] == "embeddings.word_embeddings"
     with pytest.raises(KeyError, match="no stage 'nosuch'"):
         t["nosuch"]
+
+
+def test_readme_sample_is_real_output(monkeypatch):
+    """The README shows what the first command prints at 80 columns: every line shown is printed."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("What the first command prints (80 columns):\n\n```text\n")[1].split("```")[0]
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(MINILM, TEXT, "--diff")
+    assert code == 0
+    printed = out.splitlines()
+    for line in block.splitlines():
+        assert line == "..." or line in printed, line
