@@ -49,16 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--json", action="store_true", help="print the trace as one JSON object (every stage, or those --layers/--stages keep)")
     trace.add_argument("--attention", action="store_true", help="with --json: add the attention weights of the layers and heads shown")
     trace.add_argument("--save", metavar="FILE.safetensors", help="write every recorded tensor under its stage name")
+    trace.add_argument("--html", metavar="FILE", help="also write the explorer: one self-contained, offline web page of the trace (flow chart, stages with their code, every head's attention)")
     trace.set_defaults(run=run_trace)
 
     source = commands.add_parser(
         "source",
-        help="print the installed transformers source of a class or function, beside its twin in reimpl/",
+        help="print the installed transformers source of a class, function or stage, beside its twin in reimpl/",
         description="Print the source of NAME from the installed transformers, with file and line "
-        "numbers, and the matching code in reimpl/ where there is one.",
+        "numbers, and the matching code in reimpl/ where there is one. NAME may also be a stage "
+        "name as `annotate trace` prints it: its formula, and the lines of both that compute it. "
+        "The files are read, not imported.",
     )
-    source.add_argument("name", help="e.g. BertSelfAttention, eager_attention_forward, GPT2Attention.forward, Conv1D")
-    source.add_argument("--model", metavar="MODEL_TYPE", help="which modeling file (bert, gpt2, ...), when NAME is in several")
+    source.add_argument("name", help="e.g. BertSelfAttention, eager_attention_forward, GPT2Attention.forward, Conv1D, "
+                        "encoder.layer.0.attention.self.probs, transformer.h.3.mlp.act")
+    source.add_argument("--model", metavar="MODEL_TYPE", help="which modeling file (bert, gpt2, ...), when NAME is in several; a stage's architecture")
     source.add_argument("--no-twin", action="store_true", help="print transformers' source only")
     source.set_defaults(run=run_source)
 
@@ -95,6 +99,7 @@ def run_trace(args: argparse.Namespace) -> int:
         ("--grid", args.grid is not None and args.json, "prints a picture; --json --attention gives the weights"),
         ("--full", args.full and args.json, "is for the tables; --json always has every stage"),
         ("--explain", args.explain and args.json, "is for the tables"),
+        ("--html", args.html is not None and args.json, "writes a page; --json prints data (use one of them)"),
         ("--attention", args.attention and not args.json, "needs --json (the tables show attention with --full and --grid)"),
         ("--heads", args.heads is not None and not (args.full or args.grid or args.attention), "needs --full, or --json --attention"),
     ):
@@ -114,15 +119,18 @@ def run_trace(args: argparse.Namespace) -> int:
         print(result.to_json(view, attention=args.attention))
     else:
         render.render(result, view, console, explain=render.explainer(result) if args.explain else None)
+    if args.html:
+        from annotate import explorer
+
+        size = explorer.write(result, args.html)
+        console.print(f"explorer: {args.html} ({size / 1e6:.1f} MB, works offline)", style="dim", highlight=False, soft_wrap=True)
     return 1 if args.diff and result.first_divergence() is not None else 0
 
 
 def run_source(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from annotate import source  # reads the files: imports neither transformers nor torch
 
-    from annotate import source
-
-    source.render(source.find(args.name, model=args.model), Console(), twin=not args.no_twin)
+    source.render(source.find(args.name, model=args.model), twin=not args.no_twin)  # piped: as wide as the code
     return 0
 
 
@@ -147,11 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             hint = f' (if they are part of the text, quote it: annotate trace MODEL "{args.text} {" ".join(extra)}")'
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     from annotate.errors import UserError
-    from reimpl.loading import CheckpointError
 
     try:
         return args.run(args)
-    except (UserError, CheckpointError) as e:
+    except Exception as e:
+        # reimpl's CheckpointError, without importing reimpl (it imports torch: `annotate source`
+        # must stay fast); if reimpl.loading was never imported, none can have been raised.
+        loading = sys.modules.get("reimpl.loading")
+        if not isinstance(e, UserError) and not (loading is not None and isinstance(e, loading.CheckpointError)):
+            raise
         print(f"annotate: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

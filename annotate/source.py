@@ -83,7 +83,7 @@ def _text(path: Path) -> str:
 
 
 @functools.cache
-def _lines(path: Path) -> list[str]:
+def lines_of(path: Path) -> list[str]:
     return _text(path).splitlines()
 
 
@@ -268,15 +268,12 @@ def resolve(module: str, name: str, _depth: int = 0) -> Def | None:
         return Def(module, path, node, name)
     imported = _imports(module, path).get(name)
     if imported is not None:
-        source, original = imported
-        found = resolve(source, original, _depth + 1)
-        if found is None and module_file(f"{source}.{original}") is not None:
-            return None  # a submodule, not a class
-        return found
+        return resolve(*imported, _depth + 1)
     return None
 
 
 _NOT_METHODS = {"property", "staticmethod", "classmethod", "cached_property"}
+_IMPLICIT_CLASSMETHODS = {"__init_subclass__", "__class_getitem__"}
 
 
 def _decorator_names(node) -> list[str]:
@@ -287,7 +284,8 @@ def _decorator_names(node) -> list[str]:
     return names
 
 
-def _own_members(cls: ast.ClassDef) -> dict[str, ast.stmt]:
+@functools.cache
+def own_members(cls: ast.ClassDef) -> dict[str, ast.stmt]:
     """What a class body defines: methods (a property's getter, not its setter), class attributes, nested classes."""
     out: dict[str, ast.stmt] = {}
     for node in cls.body:
@@ -304,8 +302,8 @@ def methods_of(cls: ast.ClassDef) -> list[str]:
     """The plain methods a class body defines (what ``inspect.isfunction`` finds in its ``vars``)."""
     return [
         name
-        for name, node in _own_members(cls).items()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for name, node in own_members(cls).items()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and name not in _IMPLICIT_CLASSMETHODS
         and not (_NOT_METHODS & {d.rsplit(".", 1)[-1] for d in _decorator_names(node)})
         and not any(d.endswith((".setter", ".deleter")) for d in _decorator_names(node))
     ]
@@ -314,21 +312,17 @@ def methods_of(cls: ast.ClassDef) -> list[str]:
 def bases(cls: Def) -> list[Def]:
     """The base classes we can read (transformers' and reimpl's); torch's nn.Module and the like are left out."""
     out = []
-    for base in cls.node.bases:
-        if isinstance(base, ast.Name):
-            found = resolve(cls.module, base.id)
-        elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
-            found = None  # nn.Module, torch's: not read
-        else:
-            found = None
+    for base in cls.node.bases:  # a Name (Cache, BertSelfAttention); nn.Module, an Attribute, is torch's
+        found = resolve(cls.module, base.id) if isinstance(base, ast.Name) else None
         if found is not None and isinstance(found.node, ast.ClassDef):
             out.append(found)
     return out
 
 
-def mro(cls: Def) -> list[Def]:
+@functools.cache
+def mro(cls: Def) -> tuple[Def, ...]:
     """The method resolution order over the classes we can read (C3, as Python computes it)."""
-    return _mro(cls, 0)
+    return tuple(_mro(cls, 0))
 
 
 def _mro(cls: Def, depth: int) -> list[Def]:
@@ -353,8 +347,9 @@ def _mro(cls: Def, depth: int) -> list[Def]:
 
 def member(cls: Def, name: str) -> Def | None:
     """``cls.name`` as attribute lookup finds it: in the class, else along its bases."""
-    for klass in mro(cls) if name not in _own_members(cls.node) else [cls]:
-        node = _own_members(klass.node).get(name)
+    classes = [cls] if name in own_members(cls.node) else mro(cls)  # the MRO only when needed: it reads the bases' files
+    for klass in classes:
+        node = own_members(klass.node).get(name)
         if node is not None:
             return Def(klass.module, klass.path, node, f"{klass.qualname}.{name}")
     return None
@@ -378,7 +373,7 @@ def span(d: Def) -> tuple[int, int]:
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return node.lineno, node.end_lineno
     first = min([node.lineno, *(dec.lineno for dec in node.decorator_list)])
-    lines = _lines(d.path)
+    lines = lines_of(d.path)
     last = node.end_lineno
     body = node.body[0]
     before = lines[body.lineno - 1][: body.col_offset]
@@ -587,7 +582,7 @@ class Found:
 def code_of(d: Def, qualname: str | None = None) -> Code:
     """The lines of a definition, read from its file."""
     first, last = span(d)
-    text = "\n".join(_lines(d.path)[first - 1 : last])
+    text = "\n".join(lines_of(d.path)[first - 1 : last])
     return Code(qualname=qualname or d.qualname, path=d.path, first_line=first, text=text)
 
 
@@ -674,7 +669,7 @@ def _suggest(name: str) -> list[str]:
 
 
 def _looks_like_a_stage(name: str) -> bool:
-    """encoder.layer.0.attention.self.probs, lm_head: lower-case paths, or paths with a layer number."""
+    """encoder.layer.0.attention.self.probs, pooler.dense: dotted lower-case paths, or paths with a layer number."""
     parts = name.split(".")
     return any(p.isdigit() for p in parts) or ("." in name and parts[0][:1].islower())
 
@@ -706,11 +701,13 @@ def find(name: str, model: str | None = None):
         if found is not None:
             return found
     where = f" in {module}" if module else " in transformers' modeling files, the pieces they share, or the twins' stages"
+    stage_names, note = stages.suggest(name, model) if module is None else ([], "")
+    code_names = _suggest(".".join(parts)) if python_name else []
     if module is None and _looks_like_a_stage(name):
-        suggestions = stages.suggest(name, model) or (_suggest(name) if python_name else [])
+        suggestions = stage_names or code_names
     else:
-        suggestions = (_suggest(".".join(parts)) if python_name else []) or (stages.suggest(name, model) if module is None else [])
-    hint = (f"; did you mean: {', '.join(suggestions)}" if suggestions
+        suggestions, note = code_names or stage_names, "" if code_names else note
+    hint = (f"; did you mean: {', '.join(suggestions)}{note}" if suggestions
             else "; try e.g. BertSelfAttention, GPT2Attention.forward, eager_mask, Conv1D, encoder.layer.0.attention.self.probs")
     raise UserError(f"unknown name {name!r}{where}{hint}")
 
@@ -771,11 +768,11 @@ def _twin(module: str, parts: list[str], model: str | None) -> tuple[Code | None
             return None, "no twin: reimpl/ has no counterpart of this shared piece"
         entry = Twin(f"{twin_module}:{'.'.join(parts)}", "same name, same math")
         if _twin_def(entry.target) is None:
+            if _twin_def(f"{twin_module}:{parts[0]}") is not None:
+                return None, f"no twin of {'.'.join(parts)}: reimpl's {parts[0]} has no {'.'.join(parts[1:])}"
             if _is_head(parts[0]):
                 heads = next(r.heads for r in records().values() if r.hf_short == module)
                 return None, f"no twin: reimpl/ has the heads real checkpoints carry ({', '.join(heads)}); not this one"
-            if _twin_def(f"{twin_module}:{parts[0]}") is not None:
-                return None, f"no twin of {'.'.join(parts)}: reimpl's {parts[0]} has no {'.'.join(parts[1:])}"
             return None, f"no twin: reimpl/ has no {parts[0]} (see the docstring of {twin_module.replace('.', '/')}.py for what is left out)"
     if entry.target is None:
         return None, entry.note
@@ -875,3 +872,32 @@ def show(console, code: Code, title: str, highlight: set[int] | None = None) -> 
         Syntax(code.text, "python", line_numbers=True, start_line=code.first_line,
                highlight_lines=highlight, word_wrap=True, background_color="default")
     )
+
+
+def show_lines(console, path: Path, lines: tuple[int, ...], title: str, gap: int = 3) -> None:
+    """A title, the file:first-last header, then ``lines`` (marked ❱) with the lines between them, except
+    where more than ``gap`` lines apart: there a ``...`` stands for what is skipped."""
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    console.print(Text(title, style="bold"), soft_wrap=True)
+    console.print(Text(f"{display_path(path)}:{lines[0]}-{lines[-1]}", style="dim"), soft_wrap=True)
+    for i, (first, last) in enumerate(chunks(lines, gap)):
+        if i:
+            console.print(Text("  ...", style="dim"))
+        text = "\n".join(lines_of(path)[first - 1 : last])
+        console.print(
+            Syntax(text, "python", line_numbers=True, start_line=first,
+                   highlight_lines=set(lines), word_wrap=True, background_color="default")
+        )
+
+
+def chunks(lines: tuple[int, ...], gap: int = 3) -> list[tuple[int, int]]:
+    """Ascending line numbers as (first, last) runs, a run going on while the next line is at most ``gap`` further."""
+    runs: list[list[int]] = []
+    for n in lines:
+        if runs and n - runs[-1][1] <= gap + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return [(a, b) for a, b in runs]

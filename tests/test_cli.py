@@ -630,3 +630,16 @@ def test_readme_sample_is_real_output(monkeypatch):
     printed = out.splitlines()
     for line in block.splitlines():
         assert line == "..." or line in printed, line
+
+
+def test_explain_puts_formula_and_both_lines_under_each_stage(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(MINILM, TEXT, "--explain", "--layers", "0", "--stages", "probs,output.LayerNorm")
+    assert code == 0
+    lines = out.splitlines()
+    for row in ("attention.self.probs", "output.LayerNorm"):
+        at = next(i for i, line in enumerate(lines) if line.startswith(row + " "))
+        below = lines[at + 1 : at + 4]
+        assert below[0].strip().startswith(("P =", "X_")), below  # the formula
+        assert "transformers: transformers/models/bert/modeling_bert.py:" in below[1]
+        assert below[2].strip().startswith("twin: reimpl/bert.py:")

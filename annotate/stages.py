@@ -1,0 +1,858 @@
+"""From a stage name to the code that computes it: the formula, transformers' lines, the twin's lines.
+
+A stage is a name ``reimpl.recording()`` records and ``annotate trace`` prints:
+``bert.encoder.layer.3.attention.self.probs`` is the step ``attention.self.probs`` of layer 3 of a
+BERT with a head (the base model under ``bert.``). ``explain(model_type, stage)`` answers, for
+every stage of every architecture in reimpl/, without importing transformers, torch or reimpl:
+
+- the twin's side is found, not written down: the twin files are parsed (annotate/source.py's
+  reader), the module tree is followed from each class of the architecture's record through its
+  ``__init__`` (``self.attention = Namespace(self=self.attention_class(config), ...)``;
+  ``nn.ModuleList(...)`` numbers its items), and every ``record(module, "step", value)`` call in the
+  classes' methods gives a stage pattern (``encoder.layer.*.attention.self.probs``). The lines
+  shown are the call and the statements just before it that compute ``value``.
+- transformers' side is ``TABLE``, per architecture: for each step, the formula in the paper's
+  notation and the function of the modeling file that computes it, with the text of the line(s)
+  that do (the anchors). The line numbers are looked up in the installed file each time, never
+  written here.
+- a family member (RoBERTa, XLM-RoBERTa, ELECTRA: a twin whose base model subclasses BERT's)
+  reuses BERT's entries with its own class prefix (BertSelfOutput -> RobertaSelfOutput) where
+  its own modeling file has that function and those lines. Where it doesn't, or the step is not
+  in the table (a head of its own), transformers' side is unknown, and said so, never guessed.
+
+Steps: a stage name without the base model's prefix (``bert.``, ``transformer.``) and, inside a
+layer, without the layer path and number: ``attention.self.probs``, ``mlp.act``; a layer's own
+output is the layer path with ``N`` (``encoder.layer.N``); outside the layers, the path itself
+(``embeddings.LayerNorm``, ``pooler.activation``, ``cls.predictions.decoder``, ``lm_head``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+from pathlib import Path
+
+from annotate import source
+from annotate.errors import UserError
+from annotate.source import Def
+
+# ---------------------------------------------------------------------------------------------
+# transformers' side: per architecture, step -> formula, and where the modeling file computes it.
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    formula: str  # the paper's notation, plain text
+    hf: tuple[tuple[str, tuple[str, ...]], ...]  # (function in the modeling file, the text of its lines that compute it)
+
+
+def step(formula: str, *parts: tuple[str, tuple[str, ...]]) -> Step:
+    return Step(formula, parts)
+
+
+def at(function: str, *anchors: str) -> tuple[str, tuple[str, ...]]:
+    """``function``'s lines containing each anchor, in order (each anchor is searched after the previous one)."""
+    return function, anchors
+
+
+# Notation (Vaswani et al. 2017, Devlin et al. 2019): X a layer's input (B, T, C), h heads of d_k each,
+# W and b a layer's weight and bias, M the additive mask (0 where a key may be seen, the dtype's
+# minimum where not), l a layer's index, L the number of layers.
+BERT = {
+    "embeddings.word_embeddings": step("E_tok = W_tok[input_ids]", at("BertEmbeddings.forward", "inputs_embeds = self.word_embeddings(input_ids)")),
+    "embeddings.token_type_embeddings": step(
+        "E_seg = W_seg[token_type_ids]", at("BertEmbeddings.forward", "token_type_embeddings = self.token_type_embeddings(token_type_ids)")
+    ),
+    "embeddings.position_embeddings": step(
+        "E_pos = W_pos[position_ids]", at("BertEmbeddings.forward", "position_embeddings = self.position_embeddings(position_ids)")
+    ),
+    "embeddings.sum": step(
+        "E = (E_tok + E_seg) + E_pos",
+        at("BertEmbeddings.forward", "embeddings = inputs_embeds + token_type_embeddings", "embeddings = embeddings + position_embeddings"),
+    ),
+    "embeddings.LayerNorm": step("X_0 = LayerNorm(E)", at("BertEmbeddings.forward", "embeddings = self.LayerNorm(embeddings)")),
+    "attention.self.query": step("Q = X W_Q + b_Q, split into h heads of d_k", at("BertSelfAttention.forward", "query_layer = self.query(hidden_states)")),
+    "attention.self.key": step("K = X W_K + b_K, split into h heads of d_k", at("BertSelfAttention.forward", "key_layer = self.key(hidden_states)")),
+    "attention.self.value": step("V = X W_V + b_V, split into h heads of d_k", at("BertSelfAttention.forward", "value_layer = self.value(hidden_states)")),
+    "attention.self.scores": step(
+        "S = Q K^T / sqrt(d_k)", at("eager_attention_forward", "attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling")
+    ),
+    "attention.self.probs": step(
+        "P = softmax(S + M)",
+        at("eager_attention_forward", "attn_weights = attn_weights + attention_mask", "attn_weights = nn.functional.softmax(attn_weights, dim=-1)"),
+    ),
+    "attention.self.context": step(
+        "A = P V, the heads side by side: Concat(head_1, ..., head_h)",
+        at("eager_attention_forward", "attn_output = torch.matmul(attn_weights, value)", "attn_output = attn_output.transpose(1, 2)"),
+        at("BertSelfAttention.forward", "attn_output = attn_output.reshape(*input_shape, -1).contiguous()"),
+    ),
+    "attention.output.dense": step("A W_O + b_O", at("BertSelfOutput.forward", "hidden_states = self.dense(hidden_states)")),
+    "attention.output.residual": step("X + (A W_O + b_O)", at("BertSelfOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
+    "attention.output.LayerNorm": step("X' = LayerNorm(X + MultiHead(X))", at("BertSelfOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
+    "intermediate.dense": step("H = X' W_1 + b_1", at("BertIntermediate.forward", "hidden_states = self.dense(hidden_states)")),
+    "intermediate.intermediate_act_fn": step("GELU(H)", at("BertIntermediate.forward", "hidden_states = self.intermediate_act_fn(hidden_states)")),
+    "output.dense": step("FFN(X') = GELU(H) W_2 + b_2", at("BertOutput.forward", "hidden_states = self.dense(hidden_states)")),
+    "output.residual": step("X' + FFN(X')", at("BertOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
+    "output.LayerNorm": step("X_(l+1) = LayerNorm(X' + FFN(X'))", at("BertOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
+    "encoder.layer.N": step("X_(l+1) = Layer_l(X_l)", at("BertEncoder.forward", "hidden_states = layer_module(")),
+    "pooler.dense": step(
+        "h_[CLS] W_p + b_p", at("BertPooler.forward", "first_token_tensor = hidden_states[:, 0]", "pooled_output = self.dense(first_token_tensor)")
+    ),
+    "pooler.activation": step("pooled = tanh(h_[CLS] W_p + b_p)", at("BertPooler.forward", "pooled_output = self.activation(pooled_output)")),
+    "cls.predictions.transform.dense": step("X_L W_t + b_t", at("BertPredictionHeadTransform.forward", "hidden_states = self.dense(hidden_states)")),
+    "cls.predictions.transform.transform_act_fn": step(
+        "GELU(X_L W_t + b_t)", at("BertPredictionHeadTransform.forward", "hidden_states = self.transform_act_fn(hidden_states)")
+    ),
+    "cls.predictions.transform.LayerNorm": step(
+        "H_t = LayerNorm(GELU(X_L W_t + b_t))", at("BertPredictionHeadTransform.forward", "hidden_states = self.LayerNorm(hidden_states)")
+    ),
+    "cls.predictions.decoder": step(
+        "logits = H_t W_tok^T + b (W_tok: the word embeddings)", at("BertLMPredictionHead.forward", "hidden_states = self.decoder(hidden_states)")
+    ),
+    "cls.seq_relationship": step(
+        "NSP logits = pooled W_nsp + b_nsp",
+        at("BertPreTrainingHeads.forward", "seq_relationship_score = self.seq_relationship(pooled_output)"),
+        at("BertOnlyNSPHead.forward", "seq_relationship_score = self.seq_relationship(pooled_output)"),
+    ),
+    "classifier": step("logits = pooled W_c + b_c", at("BertForSequenceClassification.forward", "logits = self.classifier(pooled_output)")),
+    "last_hidden_state": step("H = X_L, the last layer's output", at("BertModel.forward", "sequence_output = encoder_outputs.last_hidden_state")),
+}
+
+GPT2 = {
+    "wte": step("E_tok = W_te[input_ids]", at("GPT2Model.forward", "inputs_embeds = self.wte(input_ids)")),
+    "wpe": step("E_pos = W_pe[position_ids]", at("GPT2Model.forward", "position_embeds = self.wpe(position_ids)")),
+    "token_type_embeds": step(
+        "E_seg = W_te[token_type_ids] (token types are looked up in the token table)",
+        at("GPT2Model.forward", "token_type_embeds = self.wte(token_type_ids)"),
+    ),
+    "sum": step(
+        "X_0 = E_tok + E_pos (+ E_seg)",
+        at("GPT2Model.forward", "hidden_states = inputs_embeds + position_embeds", "hidden_states = hidden_states + token_type_embeds"),
+    ),
+    "h.N": step("X_(l+1) = Block_l(X_l)", at("GPT2Model.forward", "hidden_states = block(")),
+    "ln_1": step("LN_1(X)", at("GPT2Block.forward", "hidden_states = self.ln_1(hidden_states)")),
+    "attn.query": step(
+        "Q = LN_1(X) W_Q + b_Q (c_attn's first C columns), split into h heads of d_k",
+        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "query_states = query_states.view(shape_q).transpose(1, 2)"),
+    ),
+    "attn.key": step(
+        "K = LN_1(X) W_K + b_K (c_attn's next C columns), split into heads; with a cache, the cached keys first",
+        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "key_states = key_states.view(shape_kv).transpose(1, 2)",
+           "key_states, value_states = curr_cache.update("),
+    ),
+    "attn.value": step(
+        "V = LN_1(X) W_V + b_V (c_attn's last C columns), split into heads; with a cache, the cached values first",
+        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "value_states = value_states.view(shape_kv).transpose(1, 2)",
+           "key_states, value_states = curr_cache.update("),
+    ),
+    "attn.scores": step(
+        "S = Q K^T / sqrt(d_k)", at("eager_attention_forward", "attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling")
+    ),
+    "attn.probs": step(
+        "P = softmax(S + M) (M: the future and padding)",
+        at("eager_attention_forward", "attn_weights = attn_weights + attention_mask", "attn_weights = nn.functional.softmax(attn_weights, dim=-1)",
+           "attn_weights = attn_weights.type(value.dtype)"),
+    ),
+    "attn.context": step(
+        "A = P V, the heads side by side: Concat(head_1, ..., head_h)",
+        at("eager_attention_forward", "attn_output = torch.matmul(attn_weights, value)", "attn_output = attn_output.transpose(1, 2)"),
+        at("GPT2Attention.forward", "attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).contiguous()"),
+    ),
+    "attn.c_proj": step("Attn(LN_1(X)) = A W_O + b_O", at("GPT2Attention.forward", "attn_output = self.c_proj(attn_output)")),
+    "attn.residual": step("X' = X + Attn(LN_1(X))", at("GPT2Block.forward", "hidden_states = attn_output + residual")),
+    "ln_2": step("LN_2(X')", at("GPT2Block.forward", "hidden_states = self.ln_2(hidden_states)")),
+    "mlp.c_fc": step("H = LN_2(X') W_1 + b_1", at("GPT2MLP.forward", "hidden_states = self.c_fc(hidden_states)")),
+    "mlp.act": step("GELU_tanh(H)", at("GPT2MLP.forward", "hidden_states = self.act(hidden_states)")),
+    "mlp.c_proj": step("MLP(LN_2(X')) = GELU_tanh(H) W_2 + b_2", at("GPT2MLP.forward", "hidden_states = self.c_proj(hidden_states)")),
+    "mlp.residual": step("X_(l+1) = X' + MLP(LN_2(X'))", at("GPT2Block.forward", "hidden_states = residual + feed_forward_hidden_states")),
+    "ln_f": step("H = LN_f(X_L)", at("GPT2Model.forward", "hidden_states = self.ln_f(hidden_states)")),
+    "lm_head": step(
+        "logits = H W_te^T (tied to the token embeddings)",
+        at("GPT2LMHeadModel.forward", "hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)", "logits = self.lm_head(hidden_states)"),
+    ),
+    "score": step("logits = H W_s, read at each row's last token that is not padding", at("GPT2ForSequenceClassification.forward", "logits = self.score(hidden_states)")),
+    "last_hidden_state": step(
+        "H = LN_f(X_L)", at("GPT2Model.forward", "hidden_states = self.ln_f(hidden_states)", "hidden_states = hidden_states.view(output_shape)")
+    ),
+}
+
+TABLE: dict[str, dict[str, Step]] = {"bert": BERT, "gpt2": GPT2}
+
+
+# ---------------------------------------------------------------------------------------------
+# What explain returns.
+
+
+@dataclasses.dataclass(frozen=True)
+class Snippet:
+    """Some lines of one function: those that compute a stage."""
+
+    module: str  # "transformers.models.bert.modeling_bert", "reimpl.bert"
+    function: str  # "eager_attention_forward", "BertLayer.forward"
+    path: Path
+    lines: tuple[int, ...]  # 1-based line numbers in the file, ascending
+    text: str  # those lines, one per line
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.function}"
+
+    @property
+    def first_line(self) -> int:
+        return self.lines[0]
+
+    @property
+    def last_line(self) -> int:
+        return self.lines[-1]
+
+    @property
+    def location(self) -> str:
+        """``transformers/models/bert/modeling_bert.py:129,131 eager_attention_forward``: one line, for a trace."""
+        top = source.package_dir(self.module.split(".")[0]).parent
+        try:
+            where = self.path.resolve().relative_to(top.resolve()).as_posix()
+        except ValueError:
+            where = str(self.path)
+        runs = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in source.chunks(self.lines, gap=0))
+        return f"{where}:{runs} {self.function}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """What computes a stage, on both sides. ``hf`` is empty where transformers' side is unknown
+    (``hf_note`` says why); ``twin`` is None where the twin's record call was not found."""
+
+    model_type: str
+    stage: str  # as asked: "bert.encoder.layer.0.attention.self.probs"
+    step: str  # "attention.self.probs"
+    formula: str | None
+    hf: tuple[Snippet, ...]
+    twin: Snippet | None
+    hf_note: str = ""  # why transformers' side is unknown; for a family, whose entry it reuses
+    twin_note: str = ""  # the twin class that runs an inherited method; or why the twin's side is missing
+
+    @property
+    def note(self) -> str:
+        return "; ".join(filter(None, [self.hf_note, self.twin_note]))
+
+    @property
+    def hf_location(self) -> str:
+        """Where transformers computes it, in one line: file:lines function (several: "; "), or "unknown (why)"."""
+        if not self.hf:
+            return f"unknown ({self.hf_note})" if self.hf_note else "unknown"
+        return "; ".join(s.location for s in self.hf)
+
+    @property
+    def twin_location(self) -> str:
+        return self.twin.location if self.twin else f"not found ({self.twin_note})"
+
+    @property
+    def hf_path(self) -> Path | None:
+        return self.hf[0].path if self.hf else None
+
+    @property
+    def hf_lines(self) -> tuple[int, ...]:
+        return tuple(line for s in self.hf for line in s.lines)
+
+    @property
+    def hf_text(self) -> str:
+        return "\n".join(s.text for s in self.hf)
+
+    @property
+    def twin_path(self) -> Path | None:
+        return self.twin.path if self.twin else None
+
+    @property
+    def twin_lines(self) -> tuple[int, ...]:
+        return self.twin.lines if self.twin else ()
+
+    @property
+    def twin_text(self) -> str:
+        return self.twin.text if self.twin else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StageFound:
+    """What ``annotate source`` finds for a stage name."""
+
+    name: str
+    explanation: Explanation
+    also: tuple[str, ...] = ()  # other model types whose twins record the same name
+
+
+# ---------------------------------------------------------------------------------------------
+# The twin's side: the module tree, and the record calls in it.
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """One ``record(module, step, value)`` call, and the stage names it makes."""
+
+    pattern: tuple[str, ...]  # the stage name's parts; "*" where a layer number goes
+    root: str  # the class of the architecture record the walk started from: "BertForMaskedLM"
+    cls: str  # the class at that place in the tree: "RobertaLayer"
+    function: Def  # the method that makes the call, where it is written: BertLayer.forward in reimpl/bert.py
+    statement: ast.stmt  # the ``record(...)`` statement
+
+    def matches(self, name: str) -> bool:
+        parts = name.split(".")
+        return len(parts) == len(self.pattern) and all(p == q or (q == "*" and p.isdigit()) for p, q in zip(parts, self.pattern))
+
+
+@functools.cache
+def _calls_super(function: ast.AST, name: str) -> bool:
+    for node in ast.walk(function):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == name
+                and isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name)
+                and node.func.value.func.id == "super"):
+            return True
+    return False
+
+
+@functools.cache
+def _runs(cls: Def, name: str) -> tuple[Def, ...]:
+    """The definitions of method ``name`` that a call on ``cls`` runs: the first along the MRO, and
+    the next ones as long as each calls ``super().name(...)``."""
+    out = []
+    for klass in source.mro(cls):
+        node = source.own_members(klass.node).get(name)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append(Def(klass.module, klass.path, node, f"{klass.qualname}.{name}"))
+            if not _calls_super(node, name):
+                break
+    return tuple(out)
+
+
+@functools.cache
+def _methods(cls: Def) -> tuple[Def, ...]:
+    names = []
+    for klass in source.mro(cls):
+        for name, node in source.own_members(klass.node).items():
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and name not in names:
+                names.append(name)
+    return tuple(d for name in names for d in _runs(cls, name))
+
+
+def _assignment_of(function: ast.AST, name: str) -> ast.expr | None:
+    """The value last assigned to local ``name`` (``t = self.transform``; ``a, b = self.x, self.y``)."""
+    value = None
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id == name:
+                    value = node.value
+                elif (isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
+                      and len(target.elts) == len(node.value.elts)):
+                    for t, v in zip(target.elts, node.value.elts):
+                        if isinstance(t, ast.Name) and t.id == name:
+                            value = v
+    return value
+
+
+def _module_path(function: ast.AST, expr: ast.expr, depth: int = 0) -> tuple[str, ...] | None:
+    """The module an expression names, as a path from ``self``: ``self.attention.output`` -> (attention, output)."""
+    if depth > 5:
+        return None
+    if isinstance(expr, ast.Name):
+        if expr.id == "self":
+            return ()
+        value = _assignment_of(function, expr.id)
+        return None if value is None else _module_path(function, value, depth + 1)
+    if isinstance(expr, ast.Attribute):
+        base = _module_path(function, expr.value, depth + 1)
+        return None if base is None else (*base, expr.attr)
+    if isinstance(expr, ast.Subscript):
+        base = _module_path(function, expr.value, depth + 1)
+        return None if base is None else (*base, "*")
+    return None
+
+
+def _step_parts(expr: ast.expr) -> tuple[str, ...] | None:
+    """A record call's step: "probs" -> (probs,); f"layer.{i}" -> (layer, *)."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return tuple(expr.value.split("."))
+    if isinstance(expr, ast.JoinedStr):
+        text = "".join(v.value if isinstance(v, ast.Constant) else "*" for v in expr.values)
+        return tuple(text.split("."))
+    return None
+
+
+def _record_call(node: ast.AST) -> ast.Call | None:
+    if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "record" and len(node.value.args) == 3):
+        return node.value
+    return None
+
+
+def _class_attribute(cls: Def, name: str) -> Def | None:
+    """A class attribute naming a class (``layer_class = BertLayer``), looked up on ``cls`` as Python does."""
+    found = source.member(cls, name)
+    if found is None or not isinstance(found.node, ast.Assign) or not isinstance(found.node.value, ast.Name):
+        return None
+    return source.resolve(found.module, found.node.value.id)
+
+
+def _classes_in(expr: ast.expr, cls: Def, function: Def) -> list[tuple[tuple[str, ...], Def]]:
+    """The twin classes an ``__init__`` expression builds, with their path below the assigned attribute."""
+    if isinstance(expr, ast.IfExp):
+        return _classes_in(expr.body, cls, function) + _classes_in(expr.orelse, cls, function)
+    if not isinstance(expr, ast.Call):
+        return []
+    func = expr.func
+    if isinstance(func, ast.Attribute) and func.attr in ("ModuleList", "Sequential") and expr.args:
+        items = expr.args[0]
+        elts = [items.elt] if isinstance(items, (ast.GeneratorExp, ast.ListComp)) else getattr(items, "elts", [])
+        return [(("*", *path), d) for elt in elts for path, d in _classes_in(elt, cls, function)]
+    target = None
+    if isinstance(func, ast.Name):
+        if func.id == "Namespace":  # reimpl.bert.Namespace(name=module, ...): submodules by keyword
+            return [((kw.arg, *path), d) for kw in expr.keywords if kw.arg for path, d in _classes_in(kw.value, cls, function)]
+        target = source.resolve(function.module, func.id)
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+        target = _class_attribute(cls, func.attr)  # self.layer_class(config): the class the *concrete* class names
+    if target is not None and isinstance(target.node, ast.ClassDef) and target.module.startswith("reimpl."):
+        return [((), target)]
+    return []
+
+
+@functools.cache
+def _children(cls: Def) -> tuple[tuple[tuple[str, ...], Def], ...]:
+    """The twin submodules ``cls.__init__`` builds (and the ``__init__``s it calls with super()), by path."""
+    children: dict[tuple[str, ...], Def] = {}
+    for init in reversed(_runs(cls, "__init__")):  # the base's first: a subclass's assignment replaces it
+        for node in ast.walk(init.node):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+                continue
+            path = _module_path(init.node, node.targets[0]) if isinstance(node.targets[0], ast.Attribute) else None
+            if not path:
+                continue
+            for key in [k for k in children if k[: len(path)] == path]:
+                del children[key]
+            for sub, d in _classes_in(node.value, cls, init):
+                children[(*path, *sub)] = d
+    return tuple(children.items())
+
+
+@functools.cache
+def _mounts(cls: Def) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """``with applied_as(group, self, f"layer.{i}")`` (reimpl.states): the group's steps are recorded
+    under ``layer.N`` instead of its own path."""
+    out = {}
+    for function in _methods(cls):
+        for node in ast.walk(function.node):
+            if not isinstance(node, ast.With):
+                continue
+            for item in node.items:
+                call = item.context_expr
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "applied_as"
+                        and len(call.args) == 3):
+                    module = _module_path(function.node, call.args[0])
+                    owner = _module_path(function.node, call.args[1])
+                    step = _step_parts(call.args[2])
+                    if module is not None and owner is not None and step is not None:
+                        out[module] = (*owner, *step)
+    return out
+
+
+@functools.cache
+def _records_of(cls: Def) -> tuple[tuple[tuple[str, ...], Def, ast.stmt], ...]:
+    """The record calls a class's methods make: (the stage's path below the class, method, statement)."""
+    out = []
+    for function in _methods(cls):
+        for node in ast.walk(function.node):
+            call = _record_call(node)
+            if call is None:
+                continue
+            where, what = _module_path(function.node, call.args[0]), _step_parts(call.args[1])
+            if where is not None and what is not None:
+                out.append(((*where, *what), function, node))
+    return tuple(out)
+
+
+def _walk(cls: Def, path: tuple[str, ...], root: str, out: list[Recorded], depth: int = 0) -> None:
+    if depth > 12:
+        return
+    for below, function, node in _records_of(cls):
+        out.append(Recorded((*path, *below), root, cls.qualname, function, node))
+    mounts = _mounts(cls)
+    for sub, child in _children(cls):
+        _walk(child, (*path, *mounts.get(sub, sub)), root, out, depth + 1)
+
+
+@functools.cache
+def recorded(model_type: str) -> tuple[Recorded, ...]:
+    """Every record call an architecture's twins make, with its stage pattern, from each class of its record."""
+    record = source.records()[model_type]
+    out: list[Recorded] = []
+    for root in dict.fromkeys((record.base, *record.heads, record.default)):
+        cls = source.resolve(record.twin_module, root)
+        if cls is not None and isinstance(cls.node, ast.ClassDef):
+            _walk(cls, (), root, out)
+    return tuple(out)
+
+
+def order() -> list[str]:
+    """Model types, BERT's and GPT-2's first (a name they share with a family member means theirs)."""
+    types = list(source.records())
+    return sorted(types, key=lambda t: (t not in ("bert", "gpt2"), t != "bert", t))
+
+
+def _params(function: ast.AST) -> set[str]:
+    a = function.args
+    return {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x is not None}
+
+
+def _reads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _writes(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _recorded_name(node: ast.AST) -> str | None:
+    call = _record_call(node)
+    return call.args[2].id if call is not None and isinstance(call.args[2], ast.Name) else None
+
+
+def _bookkeeping(node: ast.stmt) -> bool:
+    """Shapes and aliases of submodules (``B, T, C = x.shape``, ``nh, hs = self.n_head, ...``): not the math."""
+    if not isinstance(node, ast.Assign):
+        return False
+    value = node.value
+    if any(isinstance(n, ast.Attribute) and n.attr in ("shape", "size") for n in ast.walk(value)) and not any(
+        isinstance(n, ast.Call) and not (isinstance(n.func, ast.Attribute) and n.func.attr == "size") for n in ast.walk(value)
+    ):
+        return True
+    items = value.elts if isinstance(value, ast.Tuple) else [value]
+    return all(isinstance(i, ast.Attribute) and _on_self(i) for i in items)
+
+
+def _on_self(node: ast.expr) -> bool:
+    """``self.attention.output``: an attribute path from self (a submodule, a setting), not a computed value."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "self"
+
+
+def _block_of(function: ast.AST, statement: ast.stmt) -> tuple[list[ast.stmt], ast.AST]:
+    for node in ast.walk(function):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and statement in block:
+                return block, node
+    raise LookupError("statement not in function")
+
+
+MAX_STATEMENTS = 6
+
+
+def computing(function: ast.AST, statement: ast.stmt) -> list[ast.stmt]:
+    """The statements before a ``record(module, step, value)`` that compute ``value``, in order.
+
+    Walking back through the call's block: the assignments of ``value`` (and, two steps deep, of
+    what they read) count, shapes do not, and a name recorded earlier stops there (its
+    computation is another stage). If the walk reaches the top of a loop or an ``if`` with names
+    still unexplained, that header counts too (``for i, layer in enumerate(...)``).
+    """
+    name = _recorded_name(statement)
+    block, parent = _block_of(function, statement)
+    params = _params(function)
+    local = _writes(function)  # names assigned somewhere in the function (torch, self: never)
+    want = {name: 0} if name else {}
+    chosen: list[ast.stmt] = []
+    for node in reversed(block[: block.index(statement)]):
+        if not want or len(chosen) >= MAX_STATEMENTS:
+            break
+        recorded_here = _recorded_name(node)
+        if recorded_here is not None:
+            want.pop(recorded_here, None)
+            continue
+        hit = _writes(node) & want.keys()
+        if not hit:
+            continue
+        if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and any(
+            _recorded_name(n) in hit for n in ast.walk(node)
+        ):  # a loop that records the value itself: what comes before is another stage
+            for h in hit:
+                want.pop(h)
+            continue
+        if _bookkeeping(node):
+            continue
+        chosen.append(node)
+        depth = min(want[h] for h in hit)
+        reads = _reads(node)
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for h in hit - reads:  # assigned afresh here: nothing earlier made it
+                want.pop(h)
+        if depth < 2:
+            for r in (reads & local) - (_writes(node) - hit) - params:
+                want.setdefault(r, depth + 1)
+    else:
+        if want and parent is not function and isinstance(parent, (ast.For, ast.If, ast.While, ast.With)):
+            chosen.append(parent)  # only its header line is shown
+    return chosen[::-1]
+
+
+def _snippet(module: str, function: str, path: Path, lines: set[int]) -> Snippet:
+    text = source.lines_of(path)
+    numbers = tuple(sorted(n for n in lines if not text[n - 1].lstrip().startswith("#")))  # code, not comments
+    return Snippet(module, function, path, numbers, "\n".join(text[n - 1] for n in numbers))
+
+
+def _statement_lines(node: ast.stmt, inside: ast.stmt) -> set[int]:
+    """A statement's lines; for a compound statement the record call sits in, its header only."""
+    if node is not inside and any(n is inside for n in ast.walk(node)):
+        return {node.lineno}
+    return set(range(node.lineno, node.end_lineno + 1))
+
+
+def twin_snippet(found: Recorded) -> Snippet:
+    """The record call and the statements that compute its value."""
+    function = found.function
+    lines = set(range(found.statement.lineno, found.statement.end_lineno + 1))
+    for node in computing(function.node, found.statement):
+        lines |= _statement_lines(node, found.statement)
+    return _snippet(function.module, function.qualname, function.path, lines)
+
+
+def _returned(record: source.Record) -> Snippet | None:
+    """``last_hidden_state``: what the base model's forward returns."""
+    cls = source.resolve(record.twin_module, record.base)
+    forward = _runs(cls, "forward") if cls is not None else []
+    if not forward:
+        return None
+    returns = [n for n in ast.walk(forward[0].node) if isinstance(n, ast.Return) and n.value is not None]
+    if not returns:
+        return None
+    last = max(returns, key=lambda n: n.lineno)
+    return _snippet(forward[0].module, forward[0].qualname, forward[0].path, set(range(last.lineno, last.end_lineno + 1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers' side: the table's anchors, looked up in the installed files.
+
+
+class _Missing(Exception):
+    pass
+
+
+def _base_prefix(record: source.Record) -> str:
+    cls = source.resolve(record.twin_module, record.base)
+    found = source.member(cls, "base_model_prefix") if cls is not None else None
+    if found is not None and isinstance(found.node, ast.Assign) and isinstance(found.node.value, ast.Constant):
+        return found.node.value.value
+    return ""
+
+
+def step_of(model_type: str, stage: str) -> str:
+    """``bert.encoder.layer.3.attention.self.probs`` -> ``attention.self.probs``; ``transformer.h.3`` -> ``h.N``."""
+    record = source.records()[model_type]
+    prefix = _base_prefix(record)
+    if prefix and stage.startswith(prefix + "."):
+        stage = stage[len(prefix) + 1 :]
+    if record.layers and stage.startswith(record.layers + "."):
+        number, _, inner = stage[len(record.layers) + 1 :].partition(".")
+        if number.isdigit():
+            return inner or f"{record.layers}.N"
+    return stage
+
+
+def _statement_at(function: ast.AST, line: int) -> ast.stmt:
+    """The innermost statement of ``function`` that holds ``line``."""
+    best = None
+    for node in ast.walk(function):
+        if isinstance(node, ast.stmt) and node is not function and node.lineno <= line <= node.end_lineno:
+            if best is None or node.end_lineno - node.lineno <= best.end_lineno - best.lineno:
+                best = node
+    return best
+
+
+def locate(module: str, function: str, anchors: tuple[str, ...]) -> Snippet:
+    """The lines of ``module``'s ``function`` that contain the anchors, each widened to its whole statement."""
+    d = source.lookup(module, function)
+    if d is None or not isinstance(d.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise _Missing(f"{module.rsplit('.', 1)[1]}.py has no {function}")
+    first, last = source.span(d)
+    text = source.lines_of(d.path)
+    lines: set[int] = set()
+    at_line = first
+    for anchor in anchors:
+        hit = next((n for n in range(at_line, last + 1) if anchor in text[n - 1]), None)
+        if hit is None:
+            raise _Missing(f"{function} has no line with {anchor!r}" + (" after the previous one" if lines else ""))
+        statement = _statement_at(d.node, hit)
+        lines |= set(range(statement.lineno, statement.end_lineno + 1)) if statement is not None else {hit}
+        at_line = hit + 1
+    return _snippet(module, function, d.path, lines)
+
+
+def _family(record: source.Record) -> tuple[str, str, str] | None:
+    """(covered model_type, its class prefix, this one's): RoBERTa's twin subclasses BERT's -> ("bert", "Bert", "Roberta")."""
+    cls = source.resolve(record.twin_module, record.base)
+    if cls is None or record.model_type in TABLE:
+        return None
+    ancestors = {(d.path, d.node.lineno) for d in source.mro(cls)[1:]}
+    for covered in TABLE:
+        other = source.records().get(covered)
+        base = source.resolve(other.twin_module, other.base) if other else None
+        if base is not None and (base.path, base.node.lineno) in ancestors:
+            if other.base.endswith("Model") and record.base.endswith("Model"):
+                return covered, other.base.removesuffix("Model"), record.base.removesuffix("Model")
+    return None
+
+
+def _renamed(function: str, old: str, new: str) -> str:
+    return new + function[len(old):] if function.startswith(old) else function
+
+
+@functools.cache
+def hf_side(model_type: str, step_name: str) -> tuple[str | None, tuple[Snippet, ...], str]:
+    """(formula, transformers' snippets, note) for a step of an architecture; empty snippets: unknown."""
+    record = source.records()[model_type]
+    table = TABLE.get(model_type)
+    if table is not None:
+        entry = table.get(step_name)
+        if entry is None:
+            return None, (), f"annotate/stages.py's {model_type} table has no step {step_name!r}"
+        try:
+            return entry.formula, tuple(locate(record.hf_module, f, a) for f, a in entry.hf), ""
+        except _Missing as e:
+            return entry.formula, (), f"not found in the installed {record.hf_short}.py: {e}"
+    family = _family(record)
+    if family is None:
+        return None, (), f"annotate/stages.py has no table for {model_type} yet"
+    covered, old, new = family
+    entry = TABLE[covered].get(step_name)
+    if entry is None:
+        return None, (), f"{model_type}'s step {step_name!r} is not one of {covered}'s (annotate/stages.py)"
+    try:
+        snippets = tuple(locate(record.hf_module, _renamed(f, old, new), a) for f, a in entry.hf)
+    except _Missing as e:
+        return None, (), f"{covered}'s entry, with {new} for {old}, does not fit {record.hf_short}.py ({e})"
+    return entry.formula, snippets, f"{covered}'s entry, with {new} for {old}: the same lines in {record.hf_short}.py"
+
+
+# ---------------------------------------------------------------------------------------------
+# The answers.
+
+
+def matching(model_type: str, stage: str) -> list[Recorded]:
+    return [r for r in recorded(model_type) if r.matches(stage)]
+
+
+@functools.lru_cache(maxsize=4096)
+def explain(model_type: str, stage: str, model_class: str | None = None) -> Explanation:
+    """The formula, transformers' lines and the twin's lines of ``stage`` (a name the twins of
+    ``model_type`` record, with or without the base model's prefix; ``last_hidden_state`` too).
+    ``model_class``: the twin class that ran (BertForPreTraining), to pick its record call where
+    several heads record the same name. Never raises for a model_type reimpl/ has: what is not
+    found is None / empty, with a note."""
+    record = source.records().get(model_type)
+    if record is None:
+        raise UserError(f"no twin for model_type {model_type!r}; reimpl/ has {', '.join(order())}")
+    step_name = step_of(model_type, stage)
+    found = matching(model_type, stage)
+    if stage == "last_hidden_state":
+        twin = _returned(record)
+    elif found:
+        preferred = [r for r in found if r.root == model_class] or found
+        twin = twin_snippet(preferred[0])
+    else:
+        twin = None
+    formula, hf, hf_note = hf_side(model_type, step_name)
+    twin_note = ""
+    if twin is None:
+        twin_note = f"no record call in the {model_type} twin makes {stage!r}"
+    elif found and preferred[0].cls != preferred[0].function.qualname.rsplit(".", 1)[0]:
+        twin_note = f"the twin's {preferred[0].cls} runs {preferred[0].function.qualname}"
+    return Explanation(model_type, stage, step_name, formula, hf, twin, hf_note, twin_note)
+
+
+def architectures_of(stage: str) -> list[str]:
+    """The model types whose twins record ``stage``."""
+    return [t for t in order() if stage == "last_hidden_state" or matching(t, stage)]
+
+
+def find_stage(name: str, model: str | None = None) -> StageFound | None:
+    """A stage name for ``annotate source``: None if no twin records it; an error if ``model``'s
+    twin doesn't but another's does (saying whose)."""
+    types = architectures_of(name)
+    if model is not None:
+        if model in types:
+            return StageFound(name, explain(model, name), tuple(t for t in types if t != model))
+        if types:
+            raise UserError(
+                f"{name!r} is not a stage of {model}; it is a stage name of {', '.join(types)} "
+                f"(annotate source {name} --model {types[0]})"
+            )
+        return None
+    if not types:
+        return None
+    return StageFound(name, explain(types[0], name), tuple(types[1:]))
+
+
+def suggest(name: str, model: str | None = None) -> tuple[list[str], str]:
+    """Stage names close to ``name`` (keeping the layer numbers it gives), and, when ``model``'s twin
+    records none of them, a note saying whose names they are."""
+    numbers = [p for p in name.split(".") if p.isdigit()]
+    asked = ".".join("*" if p.isdigit() else p for p in name.split("."))
+    pool: dict[str, list[str]] = {}  # pattern -> the model types that record it
+    for t in order():
+        for r in recorded(t):
+            types = pool.setdefault(".".join(r.pattern), [])
+            if t not in types:
+                types.append(t)
+    if model is not None and any(model in types for types in pool.values()):  # its own names first
+        pool = dict(sorted(pool.items(), key=lambda item: model not in item[1]))
+    ends = [p for p in pool if p.endswith("." + asked)]  # a step without its layer: "attention.self.probs"
+    close = ends[:5] or difflib.get_close_matches(asked, list(pool), n=5, cutoff=0.75)
+    names = []
+    for pattern in close:
+        given = iter(numbers)
+        names.append(".".join(next(given, "0") if p == "*" else p for p in pattern.split(".")))
+    owners = list(dict.fromkeys(t for pattern in close for t in pool[pattern]))
+    note = ""
+    if close and model is not None and not any(model in pool[p] for p in close):
+        note = f"; those are stage names of {', '.join(owners)}, not of {model} (--model {owners[0]})"
+    return names, note
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering, for `annotate source STAGE`.
+
+
+def render(found: StageFound, console=None, twin: bool = True) -> None:
+    """The stage, its formula, transformers' lines and the twin's, each numbered as in its file."""
+    from rich.text import Text
+
+    e = found.explanation
+    snippets = [*e.hf, *([e.twin] if twin and e.twin else [])]
+    listings = [
+        ("\n".join(source.lines_of(s.path)[a - 1 : b]), b) for s in snippets for a, b in source.chunks(s.lines)
+    ]
+    console = console or source.console_for(listings)
+    step = f", step {e.step}" if e.step != e.stage else ""
+    console.print(Text(f"stage {e.stage} ({e.model_type}{step})", style="bold"), soft_wrap=True)
+    console.print(Text(f"  {e.formula}" if e.formula else "  (no formula: transformers' side unknown)", style="cyan"), soft_wrap=True)
+    if found.also:
+        console.print(Text(f"also a stage of: {', '.join(found.also)} (--model {found.also[0]})", style="yellow"), soft_wrap=True)
+    console.print()
+    version = source.transformers_version()
+    for s in e.hf:
+        source.show_lines(console, s.path, s.lines, f"transformers {version}: {s.qualname}")
+    if not e.hf:
+        console.print(Text(f"transformers {version}: unknown", style="bold"), soft_wrap=True)
+    if e.hf_note:
+        console.print(Text(f"({e.hf_note})", style="dim"), soft_wrap=True)
+    if not twin:
+        return
+    console.print()
+    if e.twin is None:
+        console.print(Text(f"twin: {e.twin_location}", style="italic"), soft_wrap=True)
+        return
+    source.show_lines(console, e.twin.path, e.twin.lines, f"twin: {e.twin.qualname} (marked ❱: the record call and what computes its value)")
+    if e.twin_note:
+        console.print(Text(f"({e.twin_note})", style="dim"), soft_wrap=True)
