@@ -87,6 +87,7 @@ def main() -> None:
         "annotate --help": [*annotate, "--help"],
         "plain transformers script": [python, "-c", PLAIN_TRANSFORMERS],
         "annotate trace": [*annotate, "trace", MINILM, SENTENCE],
+        "annotate trace --full": [*annotate, "trace", MINILM, SENTENCE, "--full"],
         "annotate trace --json": [*annotate, "trace", MINILM, SENTENCE, "--json"],
         "annotate trace --diff": [*annotate, "trace", MINILM, SENTENCE, "--diff"],
     }
@@ -107,6 +108,8 @@ def main() -> None:
         ("annotate --help / import torch", "wall", f"{t['annotate --help'][0] / torch_s:.3f}x", "<= 0.3x"),
         ("annotate trace / plain transformers", "wall", f"{t['annotate trace'][0] / plain_s:.3f}x", "<= 0.5x"),
         ("annotate trace / plain transformers", "peak memory", f"{t['annotate trace'][1] / plain_mib:.3f}x", "<= 1.0x"),
+        ("annotate trace --full / plain transformers", "wall", f"{t['annotate trace --full'][0] / plain_s:.3f}x", "<= 0.5x"),
+        ("annotate trace --full / plain transformers", "peak memory", f"{t['annotate trace --full'][1] / plain_mib:.3f}x", "<= 1.0x"),
         ("annotate trace --json / plain transformers", "wall", f"{t['annotate trace --json'][0] / plain_s:.3f}x", "-"),
         ("annotate trace --diff / plain transformers", "wall", f"{t['annotate trace --diff'][0] / plain_s:.3f}x", "-"),
         ("annotate trace --diff / plain transformers", "peak memory", f"{t['annotate trace --diff'][1] / plain_mib:.3f}x", "-"),
