@@ -16,6 +16,13 @@ Most steps are a module's output. The others are caught where they next appear:
 - scaled scores: they never leave ``eager_attention_forward``; they are caught as softmax's input,
   which is scores + mask, under ``<name>+mask``. The mask adds exactly 0 where a key is kept, so
   the scores compare exactly there and nowhere else.
+
+In training, the dropout modules' outputs are caught under their paths (``embeddings.dropout``),
+as the twins record them, and the attention's returned weights (after dropout) under the
+attention's dropout name; its probabilities before dropout are softmax's output. With
+``grads=True`` every caught tensor also gets a hook, and ``backward`` fills ``caught.grads``
+under the same names (the gradient of softmax's input is the scores' gradient: adding the mask
+passes it through unchanged).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from reimpl.states import Recording
+
 
 class Hooks:
     """Forward hooks that store into ``caught`` under the twin's names, removed together.
@@ -37,21 +46,32 @@ class Hooks:
     so a module that ``numbered`` renames per application is caught under each call's name.
     """
 
-    def __init__(self, model: nn.Module, caught: dict[str, torch.Tensor]):
+    def __init__(self, model: nn.Module, caught: Recording):
         self.caught = caught
         self.paths = {module: path for path, module in model.named_modules()}
         self.handles = []
-        self.attention_order: list[str] = []  # attention modules' paths, in the order they ran
+        # Per attention call, in the order they ran: the name of its scores (softmax's input) and,
+        # in training, of its probabilities (softmax's output); see ``scores``.
+        self.attention_order: list[tuple[str, str | None]] = []
+        self.softmax_output: torch.Tensor | None = None  # the last attention softmax's output (4.x, ``probs``)
 
     def name(self, module: nn.Module, step: str | None = None) -> str:
         path = self.paths[module]
         return ".".join(part for part in (path, step) if part)
 
+    def keep(self, name: str, tensor: torch.Tensor | None) -> None:
+        """``tensor`` is ``name`` (and, under ``grads=True``, its gradient is too). None (the sdpa
+        path returns no attention weights) leaves the name uncaught."""
+        if tensor is not None:
+            self.caught.keep(name, tensor)
+
     def on(self, module: nn.Module, step: str | None = None, index: int | None = None) -> None:
         """The module's output (or one element of its output tuple) is ``<module path>.<step>``."""
 
         def hook(module, args, output):
-            self.caught[self.name(module, step)] = output if index is None else output[index]
+            if index is None and isinstance(output, tuple):  # transformers 4.x: a layer returns (hidden_states,)
+                output = output[0]
+            self.keep(self.name(module, step), output if index is None else output[index])
 
         self.handles.append(module.register_forward_hook(hook))
 
@@ -59,29 +79,67 @@ class Hooks:
         """The module's first input is ``<owner's path>.<step>`` (a residual sum, the value before a norm)."""
 
         def hook(module, args):
-            self.caught[self.name(owner, step)] = args[0]
+            self.keep(self.name(owner, step), args[0])
 
         self.handles.append(module.register_forward_pre_hook(hook))
 
     def split(self, module: nn.Module, owner: nn.Module, steps: tuple[str, ...], size: int) -> None:
         """The module's output split in chunks of ``size`` on the last dimension, one per step
-        (GPT-2's c_attn output is [Q | K | V])."""
+        (GPT-2's c_attn output is [Q | K | V]). Gradients: the output's, split the same way (the
+        chunks made here take no part in transformers' graph)."""
 
         def hook(module, args, output):
             names = [self.name(owner, step) for step in steps]
-            self.caught.update(zip(names, output.split(size, dim=-1)))
+            self.caught.update((name, chunk.detach()) for name, chunk in zip(names, output.split(size, dim=-1)))
+            if self.caught.hooks is not None and output.requires_grad:
+                output.register_hook(lambda grad: self.caught.grads.update(zip(names, grad.split(size, dim=-1))))
 
         self.handles.append(module.register_forward_hook(hook))
 
     def scores(self, attention: nn.Module) -> None:
         """The attention module's softmax input is ``<path>.scores+mask``: the scaled scores never leave
         eager_attention_forward, so they are caught by the softmax spy in ``hf_states`` while this
-        module runs."""
+        module runs. In training, so are the probabilities, softmax's output: what transformers
+        returns is the probabilities after dropout (``probs``, below)."""
 
         def hook(module, args):
-            self.attention_order.append(self.name(attention, "scores+mask"))
+            probs = self.name(attention, "probs") if attention.training else None
+            self.attention_order.append((self.name(attention, "scores+mask"), probs))
 
         self.handles.append(attention.register_forward_pre_hook(hook))
+
+    def probs(self, attention: nn.Module, dropout: str) -> None:
+        """The attention weights the module returns (``output[1]``): the probabilities in eval mode;
+        in training, the probabilities after dropout, named as the twin names its dropout there
+        (``<path>.<dropout>``, transformers' attribute: ``dropout``, ``attn_dropout``)."""
+
+        def hook(module, args, output):
+            if len(output) > 1:
+                self.keep(self.name(module, dropout if module.training else "probs"), output[1])
+            elif not module.training:
+                # transformers 4.x: ALBERT's and DistilBERT's attention return (output,) unless asked
+                # for output_attentions; their probabilities are then softmax's output (the spy's).
+                self.keep(self.name(module, "probs"), self.softmax_output)
+
+        self.handles.append(attention.register_forward_hook(hook))
+        if isinstance(getattr(attention, dropout, None), nn.Module):
+            # transformers 4.x calls the attention's dropout module (5.x keeps it for its p and calls
+            # nn.functional.dropout): in training, its output is the weights after dropout.
+            def after_dropout(module, args, output):
+                if module.training:
+                    self.keep(self.name(attention, dropout), output)
+
+            self.handles.append(getattr(attention, dropout).register_forward_hook(after_dropout))
+
+    def dropout(self, module: nn.Module) -> None:
+        """A dropout module's output, in training only (in eval mode it returns its input, and the
+        twins record nothing for it)."""
+
+        def hook(module, args, output):
+            if module.training:
+                self.keep(self.name(module), output)
+
+        self.handles.append(module.register_forward_hook(hook))
 
     def numbered(self, modules: Iterable[nn.Module], within: nn.Module, step: str) -> None:
         """Number the calls of ``modules`` in order, 0, 1, ..., from each call of ``within``; during
@@ -114,10 +172,11 @@ class Hooks:
 
 
 @contextlib.contextmanager
-def hf_states(hf: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+def hf_states(hf: nn.Module, grads: bool = False) -> Iterator[Recording]:
     """Hooks on a transformers model that the twins mirror (BertModel, BertForMaskedLM,
     GPT2LMHeadModel, ...; eager attention) that catch, under the twin's names, what each step
-    produced. The dict is complete when the block exits.
+    produced. The dict is complete when the block exits; with ``grads``, ``.grads`` is filled by
+    the ``backward`` that follows (inside the block or after it).
 
     Q/K/V are in HF's (B, T, C) layout (see ``heads_merged``); the scores are softmax's input, so
     they are caught as ``<name>.scores+mask``.
@@ -126,19 +185,26 @@ def hf_states(hf: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 
     if twin_class(type(hf).__name__) is None or getattr(hf.config, "model_type", None) not in ARCHITECTURES:
         raise TypeError(f"no twin of {type(hf).__name__}, so no hooks for it")
-    caught: dict[str, torch.Tensor] = {}
+    caught = Recording(grads)
     hooks = Hooks(hf, caught)
     ARCHITECTURES[hf.config.model_type].catch_hf(hf, hooks)
 
     # The scores never leave eager_attention_forward: catch them as softmax's input, one call per
     # attention module run. (HF calls nn.functional.softmax by attribute, so replacing it reaches it.)
-    softmax_inputs: list[torch.Tensor] = []
+    seen = 0
     real_softmax = F.softmax
 
     def spy(x, *args, **kwargs):
-        if len(softmax_inputs) < len(hooks.attention_order):  # the first softmax in each attention call
-            softmax_inputs.append(x)
-        return real_softmax(x, *args, **kwargs)
+        nonlocal seen
+        y = real_softmax(x, *args, **kwargs)
+        if seen < len(hooks.attention_order):  # the first softmax in each attention call
+            scores, probs = hooks.attention_order[seen]
+            seen += 1
+            hooks.keep(scores, x)
+            hooks.softmax_output = y
+            if probs is not None:  # training: the probabilities before dropout
+                hooks.keep(probs, y)
+        return y
 
     F.softmax = spy
     try:
@@ -146,7 +212,6 @@ def hf_states(hf: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     finally:
         F.softmax = real_softmax
         hooks.remove()
-    caught.update(zip(hooks.attention_order, softmax_inputs))
 
 
 def heads_merged(x: torch.Tensor) -> torch.Tensor:

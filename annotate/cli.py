@@ -15,6 +15,8 @@ examples:
   annotate trace sentence-transformers/all-MiniLM-L6-v2 "The cat sat on the mat." --diff
   annotate trace bert-base-uncased "Paris is the capital of [MASK]." --layers 0,11 --grid 11.3
   annotate trace gpt2 "The meaning of life is" --stages probs,c_proj --json
+  annotate trace sentence-transformers/all-MiniLM-L6-v2 "The cat sat." --diff --against sdpa --dtype bf16
+  annotate diff bert-base-uncased ./my-port "Paris is the capital of [MASK]."
   annotate source BertSelfAttention
 """
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("model", help="hub id (bert-base-uncased, gpt2), local checkpoint directory, "
                        "or sentence-transformers/all-MiniLM-L6-v2 (packaged, offline)")
     trace.add_argument("text", help="the input text")
-    trace.add_argument("--diff", action="store_true", help="also run transformers (eager) and print max |reimpl - HF| per stage")
+    trace.add_argument("--diff", action="store_true", help="also run transformers (eager, fp32) and print max |twin - transformers| per stage, with a verdict on "
+                       "each difference: rounding or math (both re-run in float64); exit 1 only for math")
     trace.add_argument("--layers", metavar="SPEC", help="layers to show, e.g. 0,3-5 (default: all)")
     trace.add_argument("--heads", metavar="SPEC", help="heads to describe, e.g. 0-2 (default: all)")
     trace.add_argument("--stages", metavar="NAMES", help="stages to show by step name, e.g. query,probs,LayerNorm")
@@ -49,8 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--json", action="store_true", help="print the trace as one JSON object (every stage, or those --layers/--stages keep)")
     trace.add_argument("--attention", action="store_true", help="with --json: add the attention weights of the layers and heads shown")
     trace.add_argument("--save", metavar="FILE.safetensors", help="write every recorded tensor under its stage name")
+    trace.add_argument("--grad", action="store_true", help="backpropagate the head's loss (GPT-2: the text's LM loss; masked LM: --target at each mask; "
+                       "classifier: --label) and show each stage's gradient; with --diff, against transformers' gradients")
+    trace.add_argument("--target", metavar="WORD", help="with --grad, a masked LM: the word whose cross-entropy to take at each mask (default: the top prediction)")
+    trace.add_argument("--label", metavar="LABEL", help="with --grad, a classifier: the label (name or number) to score (default: the predicted one)")
+    trace.add_argument("--against", choices=("eager", "sdpa"), help="with --diff: transformers' attention path to compare with (default eager)")
+    trace.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="with --diff: run transformers in this dtype, against the fp32 twin (default fp32)")
+    trace.add_argument("--device", choices=("cpu", "cuda"), help="with --diff: run transformers on this device (default cpu)")
     trace.add_argument("--html", metavar="FILE", help="also write the explorer: one self-contained, offline web page of the trace (flow chart, stages with their code, every head's attention)")
     trace.set_defaults(run=run_trace)
+
+    diff = commands.add_parser(
+        "diff",
+        help="compare two checkpoints of one architecture stage by stage, with a verdict on each difference",
+        description="Run the twins of MODEL_A and MODEL_B on TEXT (MODEL_A's tokenizer) and print max |A - B| per "
+        "stage. Each difference gets a verdict: both are re-run in float64, and where they then agree (to 2^-36 of "
+        "the stage's scale) it is rounding, else math; the first math stage is named. Exit 1 only when some "
+        "verdict is math. For a port, a conversion, a fine-tune.",
+    )
+    diff.add_argument("model_a", metavar="MODEL_A", help="hub id, checkpoint directory or packaged model")
+    diff.add_argument("model_b", metavar="MODEL_B", help="another checkpoint of the same architecture and class")
+    diff.add_argument("text", help="the input text")
+    diff.add_argument("--layers", metavar="SPEC", help="layers to show, e.g. 0,3-5 (default: all)")
+    diff.add_argument("--stages", metavar="NAMES", help="stages to show by step name, e.g. query,probs,LayerNorm")
+    diff.add_argument("--full", action="store_true", help="every stage, with its statistics and max |A - B|")
+    diff.add_argument("--explain", action="store_true", help="beside each stage: its formula, and the lines that compute it")
+    diff.add_argument("--json", action="store_true", help="print the comparison as one JSON object, each stage with its verdict")
+    diff.set_defaults(run=run_diff)
 
     source = commands.add_parser(
         "source",
@@ -102,14 +130,21 @@ def run_trace(args: argparse.Namespace) -> int:
         ("--html", args.html is not None and args.json, "writes a page; --json prints data (use one of them)"),
         ("--attention", args.attention and not args.json, "needs --json (the tables show attention with --full and --grid)"),
         ("--heads", args.heads is not None and not (args.full or args.grid or args.attention), "needs --full, or --json --attention"),
+        ("--target", args.target is not None and not args.grad, "needs --grad (it chooses the loss)"),
+        ("--label", args.label is not None and not args.grad, "needs --grad (it chooses the loss)"),
     ):
         if given:
             raise UserError(f"{option} {needs}")
+    if args.html:
+        from annotate import explorer
+
+        explorer.check_target(args.html)  # before the trace: a path that can't be written costs no trace
     if not gc.get_freeze_count():  # once per process (main() may run many times in one, as in the tests)
         gc.freeze()  # torch's ~10^6 import-time objects: out of every later full collection (~0.1 s each)
     console = Console()
     view = render.View.parse(layers=args.layers, heads=args.heads, stages=args.stages, grid=args.grid, full=args.full, explain=args.explain)
-    result = tracer.trace(args.model, args.text, diff=args.diff, top_k=args.top_k or 5, progress=not args.json)
+    result = tracer.trace(args.model, args.text, diff=args.diff, top_k=args.top_k or 5, progress=not args.json,
+                          grad=args.grad, target=args.target, label=args.label, **_comparison(args))
     if args.top_k is not None and result.predictions is None and result.mask_predictions is None:
         raise UserError(f"--top-k: {result.model_class} predicts no tokens (labels only, or no head)")
     view.check(result)  # the layers, heads and stages asked for exist in this model (also for --json)
@@ -120,11 +155,36 @@ def run_trace(args: argparse.Namespace) -> int:
     else:
         render.render(result, view, console, explain=render.explainer(result) if args.explain else None)
     if args.html:
-        from annotate import explorer
-
         size = explorer.write(result, args.html)
         console.print(f"explorer: {args.html} ({size / 1e6:.1f} MB, works offline)", style="dim", highlight=False, soft_wrap=True)
-    return 1 if args.diff and result.first_divergence() is not None else 0
+    # Values: only a difference in the math fails (annotate/compare.py); rounding is reported, not failed.
+    diverged = (result.comparison is not None and result.comparison.has_math()) or (args.grad and result.first_grad_divergence() is not None)
+    return 1 if args.diff and diverged else 0
+
+
+def _comparison(args: argparse.Namespace) -> dict:
+    """tracer.trace's keywords for what --diff compares with (annotate/compare.py); refuses them without --diff."""
+    from annotate.errors import UserError
+
+    chosen = {k: getattr(args, k, None) for k in ("against", "dtype", "device")}
+    for key, value in chosen.items():
+        if value is not None and not args.diff:
+            raise UserError(f"--{key} needs --diff (it chooses what the twin is compared with)")
+    out = {k: v for k, v in chosen.items() if v is not None}
+    if out and getattr(args, "grad", False):
+        raise UserError(f"--{next(iter(out))} compares values; --grad's gradients are compared with transformers' eager fp32 path only")
+    if getattr(args, "other", None) is not None:
+        out["other"] = args.other
+    return out
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    """annotate diff A B TEXT: annotate trace A TEXT, compared stage by stage with B's twin."""
+    trace = build_parser().parse_args(["trace", "--", args.model_a, args.text])
+    for key in ("json", "full", "layers", "stages", "explain"):
+        setattr(trace, key, getattr(args, key))
+    trace.diff, trace.other = True, args.model_b
+    return run_trace(trace)
 
 
 def run_source(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from collections.abc import Iterator
 
@@ -367,18 +368,81 @@ def _grid(trace, layer: int, head: int, width: int) -> list[Text]:
 
 
 def _diff_lines(trace, width: int) -> list[Text]:
-    first = trace.first_divergence()
+    """The closing lines under --diff: the first divergence, and the verdict on the differences
+    (annotate/compare.py: re-run in float64, rounding or math)."""
+    c = trace.comparison
+    a, b = c.names() if c is not None else ("twin", "transformers")
+    label = c.b if c is not None else "transformers (eager, fp32)"
+    first, first_math = trace.first_divergence(), trace.first_math()
     missing = [s.name for s in trace.stages if s.max_abs_diff is None]
+    messages = []
     if first is not None:
-        d = trace.stage(first).max_abs_diff
-        message, style = f"first divergence: {first} (max |twin - transformers| = {d:.3g})", "bold red"
+        s = trace.stage(first)
+        verdict = f": {s.verdict}" if s.verdict else ""
+        messages.append((f"first divergence: {first} (max |{a} - {b}| = {s.max_abs_diff:.3g}){verdict}", "bold red" if first_math else "yellow"))
+        if first_math is not None and first_math != first:
+            messages.append((f"first math difference: {first_math} (max |{a} - {b}| = {trace.stage(first_math).max_abs_diff:.3g})", "bold red"))
+        if c is not None and c.diffs64 is not None:
+            from annotate.compare import ROUNDING_BOUND
+
+            bound = f"2^{round(math.log2(ROUNDING_BOUND))}"
+            if first_math is not None:
+                d64 = c.diffs64.get(first_math)
+                messages.append((f"in float64 they still differ there ({d64:.3g}): the two compute different things", "bold red"))
+            else:
+                messages.append((f"every difference is rounding: re-run in float64, both agree to {bound} of each stage's scale", "green"))
+        if missing:
+            steps = sorted({name.rsplit(".", 1)[-1] for name in missing})
+            messages.append((f"{len(missing)} stages not compared ({label} has none: {', '.join(steps)})", "yellow"))
     elif missing:
-        message, style = f"no difference where compared; {len(missing)} stages had no transformers value: {', '.join(missing)}", "yellow"
+        messages.append((f"no difference where compared; {len(missing)} stages had no {label} value: {', '.join(missing)}", "yellow"))
     else:
-        message, style = f"all {len(trace.stages)} stages are bit-identical to transformers (eager, fp32)", "bold green"
-    out = [Text(line, style=style) for line in _lines(message.split(" "), width, sep=" ")]
+        messages.append((f"all {len(trace.stages)} stages are bit-identical to {label}", "bold green"))
+    out = [Text(line, style=style) for message, style in messages for line in _lines(message.split(" "), width, sep=" ")]
     if trace.logits_max_abs_diff is not None:
-        out.append(Text(f"the head's scores: max |twin - transformers| = {trace.logits_max_abs_diff:.3g}"))
+        verdict = f": {c.logits_verdict}" if c is not None and c.logits_verdict not in (None, "equal") else ""
+        out.append(Text(f"the head's scores: max |{a} - {b}| = {trace.logits_max_abs_diff:.3g}{verdict}"))
+    return out
+
+
+def _gradients(trace, view: View, width: int) -> list[Text]:
+    """--grad: the loss, then d loss / d h at each layer's output (one line per layer), or, with the
+    stage tables, every shown stage's gradient statistics; under --diff, the verdict on gradients."""
+    loss = trace.loss
+    out = [_rule("gradients of the loss (backward, eval mode: no dropout)", width)]
+    words = f"loss {_num(loss.value)} = {loss.description}".split(" ")
+    out.extend(Text(line, style="bold") for line in _lines(words, width, sep=" "))
+    if view.stage_tables:
+        shown = [dataclasses.replace(s, stats=s.grad_stats, max_abs_diff=s.grad_max_abs_diff)
+                 for s in trace.stages if s.grad_stats and view.shows_layer(s.layer) and view.shows_stage(s.name)]
+        out.extend(_stage_rows(trace, shown, width, "", None))
+    else:
+        first = next(i for i, s in enumerate(trace.stages) if s.layer is not None)
+        rows = [("embeddings", trace.stages[first - 1].name, None)]
+        rows += [(f"layer {i}", f"{trace.layers_path}.{i}", i) for i in range(trace.num_layers) if view.shows_layer(i)]
+        header = _pad("", 12) + _pad("|∇h|", 10, True) + (_pad("max|∇diff|", 12, True) if trace.diffed else "")
+        out.append(Text(header, style="bold"))
+        for label, name, layer in rows:
+            grad = trace.grads.get(name)
+            size = _num(grad[0].double().norm(dim=-1).mean().item()) if grad is not None else "n/a"
+            diffs = [s.grad_max_abs_diff for s in trace.stages if s.layer == layer and (layer is not None or trace.stages.index(s) < first)]
+            d = None if any(x is None for x in diffs) else max(diffs, default=None)
+            line = _pad(label, 12) + _pad(size, 10, True) + (_pad(_diff(d), 12, True) if trace.diffed else "")
+            out.append(Text(line, style="bold red" if trace.diffed and d else ""))
+        legend = "|∇h|: the mean size (L2 norm) of d loss / d h, the gradient at a token's vector after the layer; --full: every stage's"
+        out.extend(Text(line, style="dim") for line in _lines(legend.split(" "), width, sep=" "))
+    if trace.diffed:
+        first_grad = trace.first_grad_divergence()
+        if first_grad is not None:
+            d = trace.stage(first_grad).grad_max_abs_diff
+            message, style = f"first divergent gradient (from the loss backwards): {first_grad} (max |twin - transformers| = {d:.3g})", "bold red"
+        elif any(s.grad_max_abs_diff is None for s in trace.stages) or trace.param_grad_max_abs_diff != 0.0:
+            message, style = f"stage gradients equal where compared; parameters' gradients: max |twin - transformers| = {trace.param_grad_max_abs_diff:.3g}", "yellow"
+        else:
+            message = (f"all {len(trace.stages)} stage gradients and {trace.param_grads_compared} parameter gradients are "
+                       f"bit-identical to transformers (eager, fp32); loss |diff| {_diff(loss.abs_diff)}")
+            style = "bold green"
+        out.extend(Text(line, style=style) for line in _lines(message.split(" "), width, sep=" "))
     return out
 
 
@@ -431,6 +495,8 @@ def render(trace, view: View, console: Console, explain=None) -> None:
 
     if trace.diffed:
         lines.extend(_diff_lines(trace, width))
+    if trace.loss is not None:
+        lines.extend(_gradients(trace, view, width))
     if view.grid is not None:
         lines.extend(_grid(trace, *view.grid, width))
     if not view.stage_tables and view.grid is None:

@@ -901,3 +901,88 @@ def chunks(lines: tuple[int, ...], gap: int = 3) -> list[tuple[int, int]]:
         else:
             runs.append([n, n])
     return [(a, b) for a, b in runs]
+
+
+# ---------------------------------------------------------------------------------------------
+# Names from the other major version of transformers (reimpl/versions.py): a 4.x tutorial's
+# names under 5.x, and 5.x's names under 4.57, answered with what the installed version has.
+
+_RELEASE = "transformers 4.57"  # the last 4.x; the names below left its PyTorch files before it
+RENAMED_NAMES: dict[str, tuple[str, str | None, str]] = {
+    # name: (what to show instead, its --model, what changed)
+    "transpose_for_scores": ("BertSelfAttention.forward", None,
+        "transpose_for_scores was BertSelfAttention's method in 4.x tutorials: split the heads, view to (B, T, nh, hs) and "
+        "transpose to (B, nh, T, hs); by 4.57 that is written inline in BertSelfAttention.forward, as in 5.x: shown"),
+    "GPT2Attention._attn": ("eager_attention_forward", "gpt2",
+        "GPT2Attention._attn (4.x tutorials) computed softmax(Q K^T / sqrt(hs) + mask) V; since 4.48 that is the "
+        "module-level eager_attention_forward of modeling_gpt2.py, called through the attention registry: shown"),
+    "GPT2Attention._split_heads": ("GPT2Attention.forward", None,
+        "GPT2Attention._split_heads (4.x tutorials) viewed c_attn's Q, K, V as heads; GPT2Attention.forward now does it "
+        "inline (.view(shape).transpose(1, 2)): shown"),
+    "GPT2Attention._merge_heads": ("GPT2Attention.forward", None,
+        "GPT2Attention._merge_heads (4.x tutorials) put the heads side by side again; GPT2Attention.forward now reshapes "
+        "inline: shown"),
+    "BertSdpaSelfAttention": ("BertSelfAttention.forward", None,
+        "BertSdpaSelfAttention is transformers 4.x's (4.57 has it): a subclass per backend, picked from "
+        "BERT_SELF_ATTENTION_CLASSES. 5.x has one BertSelfAttention that asks ALL_ATTENTION_FUNCTIONS for the function "
+        "named by config._attn_implementation (sdpa: sdpa_attention_forward): shown"),
+    "BERT_SELF_ATTENTION_CLASSES": ("BertSelfAttention.forward", None,
+        "BERT_SELF_ATTENTION_CLASSES is transformers 4.x's (4.57 has it): a dict from backend name to attention class. "
+        "5.x picks a function instead, in BertSelfAttention.forward: shown"),
+    "AlbertSdpaAttention": ("AlbertAttention.forward", None,
+        "AlbertSdpaAttention is transformers 4.x's (4.57 has it); 5.x has one AlbertAttention for every backend: shown"),
+    "DistilBertSdpaAttention": ("DistilBertSelfAttention.forward", None,
+        "DistilBertSdpaAttention is transformers 4.x's (4.57 has it); 5.x has one DistilBertSelfAttention for every backend: shown"),
+    "MultiHeadSelfAttention": ("DistilBertSelfAttention", None,
+        "MultiHeadSelfAttention is transformers 4.x's name (4.57 has it) for DistilBERT's attention; 5.x renamed it "
+        "DistilBertSelfAttention: shown"),
+    "get_extended_attention_mask": ("create_bidirectional_mask", None,
+        "get_extended_attention_mask is transformers 4.x's (4.57 has it, on every model): BERT's additive mask, "
+        "(1 - mask) * finfo.min. 5.x builds it in masking_utils: shown"),
+    # 5.x names that 4.57 does not have
+    "DistilBertSelfAttention": ("MultiHeadSelfAttention", None,
+        "DistilBertSelfAttention is transformers 5.x's name; 4.57 calls it MultiHeadSelfAttention: shown"),
+    "create_bidirectional_mask": ("BertModel.forward", None,
+        "create_bidirectional_mask is transformers 5.x's; 4.57 builds BERT's mask in BertModel.forward with "
+        "get_extended_attention_mask (the same 0 / finfo.min values): shown"),
+    "BertCrossAttention": ("BertLayer.__init__", None,
+        "BertCrossAttention is transformers 5.x's; 4.57 builds cross-attention as a second BertAttention, "
+        "BertLayer.crossattention: shown"),
+}
+for _old in ("_attn", "_split_heads", "_merge_heads"):
+    RENAMED_NAMES[_old] = RENAMED_NAMES[f"GPT2Attention.{_old}"]
+RENAMED_NAMES["BertSelfAttention.transpose_for_scores"] = RENAMED_NAMES["transpose_for_scores"]
+
+_find_in_installed = find
+
+
+def find(name: str, model: str | None = None):  # noqa: F811 (the finder above, plus the other version's names)
+    """``find``, and for a name of the other major version of transformers (a 4.x tutorial's
+    ``transpose_for_scores`` under 5.x, 5.x's ``DistilBertSelfAttention`` under 4.57) what the
+    installed version has instead, with a note saying what changed (``RENAMED_NAMES``)."""
+    try:
+        return _find_in_installed(name, model)
+    except UserError:
+        _four_57_overrides()
+        renamed = RENAMED_NAMES.get(name.strip())
+        if renamed is None:
+            raise
+        instead, instead_model, change = renamed
+        try:
+            found = _find_in_installed(instead, model or instead_model)
+        except UserError:
+            raise UserError(f"{name!r} is not in transformers {transformers_version()}: {change.removesuffix(': shown')}") from None
+        found.note = f"{change}; transformers {transformers_version()} is installed"
+        return found
+
+
+def _four_57_overrides() -> None:
+    # (reimpl.versions would import reimpl, and so torch: this command imports neither)
+    if transformers_version().startswith("4."):  # 4.57 has it, but on a mixin the finder does not index: as PreTrainedModel's
+        RENAMED_NAMES["get_extended_attention_mask"] = ("PreTrainedModel.get_extended_attention_mask", None,
+            "get_extended_attention_mask is a method every 4.57 model inherits (ModuleUtilsMixin); 5.x builds "
+            "the mask in masking_utils (create_bidirectional_mask): shown")
+        RENAMED_NAMES["BERT_SELF_ATTENTION_CLASSES"] = ("BertAttention.__init__", None,
+            "BERT_SELF_ATTENTION_CLASSES is a dict, which the finder does not list; BertAttention.__init__ picks "
+            "the attention class from it by config._attn_implementation: shown")
+

@@ -856,3 +856,69 @@ def render(found: StageFound, console=None, twin: bool = True) -> None:
     source.show_lines(console, e.twin.path, e.twin.lines, f"twin: {e.twin.qualname} (marked ❱: the record call and what computes its value)")
     if e.twin_note:
         console.print(Text(f"({e.twin_note})", style="dim"), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers 4.57 (the last 4.x): where its files compute the steps whose lines differ from 5.x's
+# (reimpl/versions.py lists what changed). Read when 4.57 is the installed version; the formulas
+# are the tables' above (the same math), so they are left empty here.
+
+BERT_4_57 = {
+    "embeddings.sum": step("",
+        at("BertEmbeddings.forward", "embeddings = inputs_embeds + token_type_embeddings", "embeddings += position_embeddings"),
+    ),
+    "attention.self.key": step("", at("BertSelfAttention.forward", "key_layer = self.key(current_states)")),
+    "attention.self.value": step("", at("BertSelfAttention.forward", "value_layer = self.value(current_states)")),
+    "attention.self.scores": step("",
+        at("BertSelfAttention.forward", "attention_scores = torch.matmul(query_layer, key_layer.transpose(-1, -2))",
+           "attention_scores = attention_scores / math.sqrt(self.attention_head_size)"),
+    ),
+    "attention.self.probs": step("",
+        at("BertSelfAttention.forward", "attention_scores = attention_scores + attention_mask", "attention_probs = nn.functional.softmax(attention_scores, dim=-1)"),
+    ),
+    "attention.self.context": step("",
+        at("BertSelfAttention.forward", "context_layer = torch.matmul(attention_probs, value_layer)",
+           "context_layer = context_layer.permute(0, 2, 1, 3).contiguous()", "context_layer = context_layer.view(new_context_layer_shape)"),
+    ),
+    "encoder.layer.N": step("", at("BertEncoder.forward", "layer_outputs = layer_module(", "hidden_states = layer_outputs[0]")),
+    "last_hidden_state": step("", at("BertModel.forward", "sequence_output = encoder_outputs[0]")),
+}
+
+GPT2_4_57 = {
+    "h.N": step("", at("GPT2Model.forward", "outputs = block(", "hidden_states = outputs[0]")),
+    "attn.key": step("",
+        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "key_states = key_states.view(shape_kv).transpose(1, 2)",
+           "key_states, value_states = curr_past_key_value.update("),
+    ),
+    "attn.value": step("",
+        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "value_states = value_states.view(shape_kv).transpose(1, 2)",
+           "key_states, value_states = curr_past_key_value.update("),
+    ),
+    "attn.scores": step("",
+        at("eager_attention_forward", "attn_weights = torch.matmul(query, key.transpose(-1, -2))", "attn_weights = attn_weights / torch.full(",
+           "attn_weights = attn_weights / float(module.layer_idx + 1)"),
+    ),
+    "attn.probs": step("",
+        at("eager_attention_forward", "attn_weights = torch.where(causal_mask, attn_weights.to(attn_weights.dtype), mask_value)",
+           "attn_weights = attn_weights + causal_mask", "attn_weights = nn.functional.softmax(attn_weights, dim=-1)",
+           "attn_weights = attn_weights.type(value.dtype)"),
+    ),
+    "lm_head": step("",
+        at("GPT2LMHeadModel.forward", "slice_indices = slice(-logits_to_keep, None)", "logits = self.lm_head(hidden_states[:, slice_indices, :])"),
+    ),
+}
+
+
+def _follow_4_57() -> None:
+    """Under transformers 4.57, its lines for the steps above (the formulas are the same math)."""
+    try:
+        installed = source.transformers_version()
+    except UserError:  # no transformers: nothing to locate anyway
+        return
+    if installed.startswith("4."):
+        for table, overrides in ((BERT, BERT_4_57), (GPT2, GPT2_4_57)):
+            for name, entry in overrides.items():
+                table[name] = dataclasses.replace(entry, formula=table[name].formula)
+
+
+_follow_4_57()

@@ -32,6 +32,9 @@ class Stage:
     shape: tuple[int, ...]
     stats: dict[str, float]  # mean, std (population, so a single value has std 0), min, max
     max_abs_diff: float | None = None  # max |twin - transformers|; None without --diff
+    verdict: str | None = None  # --diff: "equal", "rounding" or "math" (annotate/compare.py); None where not compared
+    grad_stats: dict[str, float] | None = None  # --grad: mean, std, min, max of d loss / d stage
+    grad_max_abs_diff: float | None = None  # --grad --diff: max |twin's gradient - transformers'|
 
 
 @dataclasses.dataclass
@@ -98,6 +101,25 @@ class Trace:
     replaced: list[Replaced] | None = None  # a replaced-token detector (ELECTRA's discriminator): per token
     logits_max_abs_diff: float | None = None  # a head with --diff: its scores (not a stage)
     diffed: bool = False
+    comparison: Any = None  # --diff: annotate.compare.Comparison (what was compared with, the verdicts)
+    # --grad (annotate/gradients.py): the loss, each stage's gradient by name, and under --diff the
+    # largest difference of any parameter's gradient from transformers', over how many parameters.
+    loss: Any = None  # annotate.gradients.Loss
+    grads: dict[str, torch.Tensor] | None = None
+    param_grad_max_abs_diff: float | None = None
+    param_grads_compared: int = 0
+
+    def first_grad_divergence(self) -> str | None:
+        """The stage nearest the loss (backward order: gradients flow from the loss to the input)
+        whose gradient differs from transformers' at all."""
+        for stage in reversed(self.stages):
+            if stage.grad_max_abs_diff is not None and stage.grad_max_abs_diff != 0.0:
+                return stage.name
+        return None
+
+    def first_math(self) -> str | None:
+        """The first stage whose difference is "math" (not rounding): where the two runs start to compute different things."""
+        return next((s.name for s in self.stages if s.verdict == "math"), None)
 
     def first_divergence(self) -> str | None:
         """The first stage, in forward order, whose value differs from transformers' at all."""
@@ -118,6 +140,12 @@ class Trace:
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 30 else self.text[:29] + "…"
         return f"<Trace {self.model_class} {text!r}: {len(self.tokens)} tokens, {len(self.stages)} stages>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the trace as the explorer (annotate/explorer.py), in an iframe."""
+        from annotate import explorer
+
+        return explorer.notebook(self)
 
     def layer_summary(self) -> list[LayerSummary]:
         """The embeddings, then one LayerSummary per layer (see LayerSummary)."""
@@ -158,6 +186,9 @@ class Trace:
                     "shape": list(s.shape),
                     "stats": dict(s.stats),
                     "max_abs_diff": s.max_abs_diff,
+                    **({"verdict": s.verdict} if self.diffed else {}),
+                    **({"grad_stats": s.grad_stats} if self.loss is not None else {}),
+                    **({"grad_max_abs_diff": s.grad_max_abs_diff} if self.loss is not None and self.diffed else {}),
                 }
                 for s in stages
             ],
@@ -180,8 +211,19 @@ class Trace:
             out["labels"] = [dataclasses.asdict(label) for label in self.labels]
         if self.replaced is not None:
             out["replaced"] = [dataclasses.asdict(r) for r in self.replaced]
+        if self.loss is not None:
+            from annotate import gradients
+
+            out.update(gradients.to_dict(self))
         if self.diffed and self.logits_max_abs_diff is not None:
             out["logits_max_abs_diff"] = self.logits_max_abs_diff
+        if self.diffed and self.comparison is not None:  # annotate/compare.py
+            from annotate.compare import ROUNDING_BOUND
+
+            c = self.comparison
+            out.update(compared=[c.a, c.b], first_math=self.first_math(), rounding_bound=ROUNDING_BOUND)
+            if c.logits_diff is not None:
+                out["logits_verdict"] = c.logits_verdict
         return out
 
     def to_json(self, view=None, attention: bool = False) -> str:
@@ -419,8 +461,14 @@ def _predictions(result: Trace, twin, out, ids: list[int], top_k: int, tokenizer
         result.labels = [Label(names[i], p) for i, p in enumerate(probs)]
 
 
-def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress: bool = True) -> Trace:
-    """Run the twin of ``model`` on ``text`` and summarise every recorded stage (see the module docstring)."""
+def trace(
+    model: str, text: str, *, diff: bool = False, top_k: int = 5, progress: bool = True,
+    grad: bool = False, target: str | None = None, label: str | None = None,
+    against: str = "eager", dtype: str = "fp32", device: str = "cpu", other: str | None = None,
+) -> Trace:
+    """Run the twin of ``model`` on ``text`` and summarise every recorded stage (see the module docstring).
+    ``grad``: also backpropagate the head's loss (``target``: a masked LM's word, ``label``: a
+    classifier's label) and give each stage its gradient's statistics (annotate/gradients.py)."""
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {top_k}")
     with _status(f"loading {model}", progress):
@@ -454,25 +502,30 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress
     states = dict(states)
 
     diffs: dict[str, float | None] = {}
-    logits_diff = None
-    if diff:
-        from annotate.capture import differences
+    verdicts: dict[str, str | None] = {}
+    logits_diff = comparison = None
+    if diff:  # annotate/compare.py: max |a - b| per stage, and a verdict on each difference
+        from annotate import compare
 
-        with _status("running transformers (eager, fp32) for --diff", progress):
-            theirs, output = _run_transformers(folder, inputs, twin, arch.causal)
-        if not head:
-            theirs["last_hidden_state"] = output.last_hidden_state
-        diffs = differences(states, theirs, _keep(arch.causal, len(ids)))
-        if head:
-            # The head's outputs themselves, field by field (logits; pre-training's two).
-            logits_diff = max(
-                (getattr(output, field) - value).abs().max().item() for field, value in out._asdict().items()
+        keep = _keep(arch.causal, len(ids))
+        if other is not None:  # annotate diff: the twin of a second checkpoint
+            with _status(f"loading {other}", progress):
+                other_twin = load(other)[1]
+            comparison = compare.against_checkpoint(
+                twin, other_twin, inputs, states, out, label_a=f"{model} (twin, fp32)", label=f"{other} (twin, fp32)", keep=keep
             )
+        else:
+            with _status(f"running transformers ({against}, {dtype}) for --diff", progress):
+                comparison = compare.against_transformers(
+                    folder, twin, inputs, states, out, against=against, dtype=dtype, device=device, causal=arch.causal, keep=keep
+                )
+        diffs, verdicts, logits_diff = comparison.diffs, comparison.verdicts, comparison.logits_diff
+        if head:  # the head's outputs are compared as such (logits_diff), not as a stage
             diffs.pop(twin.logits_stage, None)
 
     logits_stage = getattr(twin, "logits_stage", None)
     stages = [
-        Stage(name, _layer(name, layers_path), tuple(x.shape), _stats(x), diffs.get(name) if diff else None)
+        Stage(name, _layer(name, layers_path), tuple(x.shape), _stats(x), diffs.get(name) if diff else None, verdicts.get(name))
         for name, x in states.items()
         if name != logits_stage
     ]
@@ -497,8 +550,14 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5, progress
         causal=arch.causal,
         logits_max_abs_diff=logits_diff,
         diffed=diff,
+        comparison=comparison,
     )
     _predictions(result, twin, out, ids, top_k, tokenizer, folder)
+    if grad:
+        from annotate import gradients
+
+        with _status("backpropagating the loss" + (" (twin and transformers)" if diff else ""), progress):
+            gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
     return result
 
 

@@ -9,9 +9,10 @@ from collections.abc import Callable
 import torch
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved so drift hits all alike."""
-    with torch.inference_mode():
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2, grad: bool = False) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved so drift hits all alike.
+    ``grad``: with autograd on (for forward + backward), else in inference mode."""
+    with torch.enable_grad() if grad else torch.inference_mode():
         for _ in range(warmup):
             for fn in fns.values():
                 fn()

@@ -14,11 +14,12 @@ from .albert import AlbertForMaskedLM, AlbertForPreTraining, AlbertForSequenceCl
 from .distilbert import DistilBertForMaskedLM, DistilBertForSequenceClassification, DistilBertModel
 from .electra import ElectraForMaskedLM, ElectraForPreTraining, ElectraForSequenceClassification, ElectraModel
 from .gpt2 import GPT2Attention, GPT2Block, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2MLP, GPT2Model, KVCache
-from .loading import CheckpointError
+from .loading import CheckpointError, save_pretrained
 from .registry import ARCHITECTURES, architecture, from_pretrained
 from .roberta import RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel
 from .xlm_roberta import XLMRobertaForMaskedLM, XLMRobertaForSequenceClassification, XLMRobertaModel
 from .states import recording
+from . import training
 
 __all__ = [
     "ARCHITECTURES",
@@ -58,4 +59,6 @@ __all__ = [
     "architecture",
     "from_pretrained",
     "recording",
+    "save_pretrained",
+    "training",
 ]

@@ -30,10 +30,16 @@ AlbertTransformer's loop (its ``i``), and ``encoder.layer.{i}`` alone is that st
 reimpl.states.applied_as does the naming here, annotate.capture's ``Hooks.numbered`` on
 transformers' side.
 
-Left out, because the encoder's math does not need them: dropout (the twins are inference-only),
-feed-forward chunking (``chunk_size_feed_forward``, refused), transformers 4.x's relative
+Training: dropout where transformers applies it (the embeddings' ``dropout``, the attention's
+``attention_dropout`` on the probabilities and ``output_dropout`` after ``dense``, and
+``classifier_dropout_prob`` before the classifiers; ALBERT's defaults are 0 but for the
+classifiers'), in transformers' order. transformers' AlbertLayer also builds a ``dropout`` that
+its forward never calls; the twin leaves it out. ``labels=`` gives the loss as transformers
+computes it.
+
+Left out, because the encoder's math does not need them: feed-forward chunking (``chunk_size_feed_forward``, refused), transformers 4.x's relative
 position scores (``position_embedding_type``, refused; transformers 5 ignores the field),
-``inputs_embeds``, the losses, the heads without a checkpoint in the wild (token classification,
+``inputs_embeds``, the heads without a checkpoint in the wild (token classification,
 QA, multiple choice), and the attention backends (sdpa, flash, flex): this is
 ``eager_attention_forward``.
 
@@ -44,7 +50,7 @@ I intermediate size, V vocabulary, L labels.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -54,8 +60,9 @@ from .architecture import Architecture, ClassifierConfig
 from .bert import BertEmbeddings, BertPreTrainedModel, BertSelfAttention, catch_embeddings
 from .bert import checkpoint_key as bert_checkpoint_key
 from .loading import twin_of
-from .outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
-from .states import applied_as, name_modules, record
+from .losses import cross_entropy, sequence_classification_loss
+from .outputs import BaseModelOutput, MaskedLMOutput, ModelOutput, SequenceClassifierOutput
+from .states import Dropout, applied_as, name_modules, record
 
 
 @dataclasses.dataclass
@@ -78,6 +85,9 @@ class AlbertConfig(ClassifierConfig):
     layer_norm_eps: float = 1e-12  # TensorFlow's epsilon, as BERT's
     pad_token_id: int | None = 0  # the word embedding's padding_idx: its row gets no gradient
     tie_word_embeddings: bool = True  # the MLM decoder is the word embedding matrix
+    hidden_dropout_prob: float = 0.0  # training only: after the embeddings and the attention's dense (0: none)
+    attention_probs_dropout_prob: float = 0.0  # training only: on the attention probabilities (0: none)
+    classifier_dropout_prob: float = 0.1  # training only: before the sentence-order and sequence classifiers
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AlbertConfig":
@@ -116,16 +126,25 @@ class AlbertAttention(BertSelfAttention):
     query, key, value, eager softmax), then what BERT keeps in BertSelfOutput, here in the same
     module: the output projection ``dense``, the residual and ``LayerNorm``.
 
-    Returns what transformers' returns: the normalised output and the probabilities.
+    Returns what transformers' returns: the normalised output and the probabilities (after
+    dropout, in training).
     """
 
     config_class = AlbertConfig
 
     def __init__(self, config: AlbertConfig):
         super().__init__(config)
+        # transformers' ALBERT names the probabilities' dropout attention_dropout: BERT's self.dropout, renamed.
+        self.attention_dropout = self._modules.pop("dropout")
+        self.output_dropout = Dropout(config.hidden_dropout_prob)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         # "LayerNorm", not "layer_norm": the TensorFlow checkpoint's name, kept so old checkpoints load.
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    @property
+    def dropout(self) -> nn.Module:
+        """What BERT's forward, inherited, calls ``self.dropout``: here ``attention_dropout``."""
+        return self.attention_dropout
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -134,6 +153,7 @@ class AlbertAttention(BertSelfAttention):
         context, probs = super().forward(hidden_states, attention_mask)  # (B, T, C), (B, nh, T, T)
         projected = self.dense(context)  # (B, T, C)
         record(self, "dense", projected)
+        projected = self.output_dropout(projected)  # (B, T, C); training only
         residual = hidden_states + projected  # (B, T, C); transformers adds in this order
         record(self, "residual", residual)
         hidden_states = self.LayerNorm(residual)  # (B, T, C)
@@ -276,7 +296,8 @@ class AlbertModel(nn.Module):
 # Heads: what the model predicts.
 
 
-class AlbertForPreTrainingOutput(NamedTuple):
+class AlbertForPreTrainingOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): masked-LM loss + sentence-order loss, when both labels are given
     prediction_logits: torch.Tensor  # (B, T, V): the masked-LM head
     sop_logits: torch.Tensor  # (B, L): sentence order, 0 = A then B as written, 1 = swapped
 
@@ -311,9 +332,11 @@ class AlbertSOPHead(nn.Module):
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
+        self.dropout = Dropout(config.classifier_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # (L, C); L is 2 in pre-training
 
     def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        pooled_output = self.dropout(pooled_output)  # (B, C); training only
         logits = self.classifier(pooled_output)  # (B, L)
         record(self, "classifier", logits)
         return logits
@@ -343,9 +366,12 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
         self.predictions = AlbertMLMHead(config)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> MaskedLMOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> MaskedLMOutput:
+        """``labels``: (B, T) the token to predict at each masked position, -100 elsewhere."""
         hidden_states = self.albert(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
-        return MaskedLMOutput(self.predictions(hidden_states))  # (B, T, V)
+        logits = self.predictions(hidden_states)  # (B, T, V)
+        loss = cross_entropy(logits, labels, self.config.vocab_size) if labels is not None else None
+        return MaskedLMOutput(loss=loss, logits=logits)
 
 
 class AlbertForPreTraining(AlbertPreTrainedModel):
@@ -365,11 +391,19 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         self.sop_classifier = AlbertSOPHead(config)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> AlbertForPreTrainingOutput:
+    def forward(
+        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None, sentence_order_label=None
+    ) -> AlbertForPreTrainingOutput:
+        """``labels``: masked-LM labels; ``sentence_order_label``: (B,) 0 or 1. The loss is their sum,
+        and only when both are given (as in transformers)."""
         out = self.albert(input_ids, attention_mask, token_type_ids, position_ids)
         prediction_logits = self.predictions(out.last_hidden_state)  # (B, T, V)
         sop_logits = self.sop_classifier(out.pooler_output)  # (B, L)
-        return AlbertForPreTrainingOutput(prediction_logits, sop_logits)
+        loss = None
+        if labels is not None and sentence_order_label is not None:
+            masked_lm_loss = cross_entropy(prediction_logits, labels, self.config.vocab_size)
+            loss = masked_lm_loss + cross_entropy(sop_logits, sentence_order_label, 2)
+        return AlbertForPreTrainingOutput(loss=loss, prediction_logits=prediction_logits, sop_logits=sop_logits)
 
 
 class AlbertForSequenceClassification(AlbertPreTrainedModel):
@@ -383,14 +417,18 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         self.config = config
         self.num_labels = config.num_labels  # L
         self.albert = self.base_class(config)  # with its pooler
+        self.dropout = Dropout(config.classifier_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # (L, C)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> SequenceClassifierOutput:
+        """``labels``: as BertForSequenceClassification's."""
         pooled = self.albert(input_ids, attention_mask, token_type_ids, position_ids).pooler_output  # (B, C)
+        pooled = self.dropout(pooled)  # (B, C); training only
         logits = self.classifier(pooled)  # (B, L)
         record(self, "classifier", logits)
-        return SequenceClassifierOutput(logits)
+        loss = sequence_classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +448,9 @@ def catch_layer(layer, hooks) -> None:
     hooks.on(attention.value)
     hooks.scores(attention)
     hooks.before(attention.dense, attention, "context")  # the heads side by side, the projection's input
-    hooks.on(attention, "probs", index=1)
+    hooks.probs(attention, "attention_dropout")  # in training, the weights after eager_attention_forward's dropout
     hooks.on(attention.dense)
+    hooks.dropout(attention.output_dropout)
     hooks.before(attention.LayerNorm, attention, "residual")
     hooks.on(attention.LayerNorm)
     hooks.on(layer.ffn)
@@ -437,6 +476,7 @@ def catch_hf(hf: nn.Module, hooks) -> None:
         hooks.on(base.pooler)
         hooks.on(base.pooler_activation)
     if hasattr(hf, "classifier"):
+        hooks.dropout(hf.dropout)
         hooks.on(hf.classifier)
     if hasattr(hf, "predictions"):
         hooks.on(hf.predictions.dense)
@@ -444,6 +484,7 @@ def catch_hf(hf: nn.Module, hooks) -> None:
         hooks.on(hf.predictions.LayerNorm)
         hooks.on(hf.predictions.decoder)
     if hasattr(hf, "sop_classifier"):
+        hooks.dropout(hf.sop_classifier.dropout)
         hooks.on(hf.sop_classifier.classifier)
 
 

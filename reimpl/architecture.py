@@ -60,6 +60,9 @@ class ClassifierConfig:
 
     id2label: dict[int, str] | None = None  # label names; None: LABEL_0, LABEL_1, ...
     num_labels: int = 2  # L; len(id2label) when that is given
+    # Which loss the classification head takes (reimpl/losses.py); None: decided by the first call's
+    # labels and then kept, as transformers does (1 label: regression; integer labels: single-label).
+    problem_type: str | None = None
 
     def __post_init__(self):
         if self.id2label is None:

@@ -9,11 +9,16 @@ BertForSequenceClassification (a linear layer on the pooler). Classes and attrib
 are, and with the same weights and input every step is bit-identical (``torch.equal``) to
 transformers' eager attention path in fp32.
 
-Left out, because the encoder's math does not need them: dropout (the twins are inference-only),
-cross-attention and ``is_decoder`` (BertLMHeadModel), the key/value cache, gradient checkpointing,
-feed-forward chunking (refused), ``inputs_embeds``, the losses, the
-heads without a checkpoint in the wild (token classification, QA, multiple choice), and the
-attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
+Training: dropout where transformers has it (after the embeddings, on the attention
+probabilities, after each sublayer's dense, before the classifier), each a named line, drawing
+from torch's random stream in transformers' order, so that after the same ``torch.manual_seed``
+a ``.train()`` forward and its gradients are bit-identical too; ``labels=`` gives the head's loss
+as transformers computes it (reimpl/losses.py), returned first, as ``loss``.
+
+Left out, because the encoder's math does not need them: cross-attention and ``is_decoder``
+(BertLMHeadModel), the key/value cache, gradient checkpointing, feed-forward chunking (refused),
+``inputs_embeds``, the heads without a checkpoint in the wild (token classification, QA, multiple
+choice), and the attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
 
 Shape legend: B batch, T tokens, C hidden size, nh heads, hs head size, I intermediate size,
 V vocabulary, L labels.
@@ -22,14 +27,17 @@ V vocabulary, L labels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from . import versions
 from .activations import get_activation
 from .architecture import Architecture, ClassifierConfig
 from .loading import twin_of
+from .losses import cross_entropy, sequence_classification_loss
 from .outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -37,7 +45,7 @@ from .outputs import (
     PreTrainingOutput,
     SequenceClassifierOutput,
 )
-from .states import name_modules, record
+from .states import Dropout, name_modules, record
 
 
 @dataclasses.dataclass
@@ -57,6 +65,9 @@ class BertConfig(ClassifierConfig):
     layer_norm_eps: float = 1e-12  # TensorFlow BERT's epsilon, far smaller than PyTorch's 1e-5
     pad_token_id: int | None = 0  # the word embedding's padding_idx: its row gets no gradient
     tie_word_embeddings: bool = True  # the MLM decoder is the word embedding matrix
+    hidden_dropout_prob: float = 0.1  # training only: after the embeddings and after each sublayer
+    attention_probs_dropout_prob: float = 0.1  # training only: on the attention probabilities
+    classifier_dropout: float | None = None  # training only: before the classifier; None: hidden_dropout_prob
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
@@ -109,6 +120,7 @@ class BertEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         # "LayerNorm", not "layer_norm": the TensorFlow checkpoint's name, kept so old checkpoints load.
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def create_position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(1, T): 0, 1, ..., T-1, the same for every row (HF slices its position_ids buffer)."""
@@ -135,14 +147,15 @@ class BertEmbeddings(nn.Module):
         record(self, "sum", embeddings)
         embeddings = self.LayerNorm(embeddings)  # (B, T, C)
         record(self, "LayerNorm", embeddings)
+        embeddings = self.dropout(embeddings)  # (B, T, C); training only
         return embeddings
 
 
 class BertSelfAttention(nn.Module):
     """Twin of BertSelfAttention with eager_attention_forward: softmax(Q K^T / sqrt(hs) + mask) V.
 
-    Returns what HF's returns: the context before the output projection, and the probabilities.
-    Left out: cross-attention, the key/value cache, the attention backends, attention dropout.
+    Returns what HF's returns: the context before the output projection, and the probabilities
+    (after dropout, in training). Left out: cross-attention, the key/value cache, the attention backends.
     """
 
     config_class = BertConfig
@@ -156,6 +169,9 @@ class BertSelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden_size, self.all_head_size)
         self.key = nn.Linear(config.hidden_size, self.all_head_size)
         self.value = nn.Linear(config.hidden_size, self.all_head_size)
+        # transformers 5 keeps this module for its p and calls nn.functional.dropout inside
+        # eager_attention_forward (4.x calls the module): the same call either way.
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     @classmethod
     def from_hf(cls, module: nn.Module) -> "BertSelfAttention":
@@ -174,12 +190,17 @@ class BertSelfAttention(nn.Module):
         record(self, "key", k)
         v = self.value(hidden_states).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         record(self, "value", v)
-        scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling  # (B, nh, T, T)
+        scores = torch.matmul(q, k.transpose(2, 3))  # (B, nh, T, T)
+        if versions.V4:  # transformers 4.57 divides by sqrt(hs); 5.x multiplies by hs**-0.5 (last bit, unless hs is 4^n)
+            scores = scores / math.sqrt(self.attention_head_size)  # (B, nh, T, T)
+        else:
+            scores = scores * self.scaling  # (B, nh, T, T)
         record(self, "scores", scores)
         if attention_mask is not None:
             scores = scores + additive_mask(attention_mask, scores.dtype)  # padding keys -> ~-inf
         probs = torch.softmax(scores, dim=-1)  # (B, nh, T, T), each row sums to 1
         record(self, "probs", probs)
+        probs = self.dropout(probs)  # (B, nh, T, T); training only: whole links between tokens dropped
         context = torch.matmul(probs, v)  # (B, nh, T, hs)
         context = context.transpose(1, 2).reshape(B, T, C).contiguous()  # (B, T, C): heads side by side again
         record(self, "context", context)
@@ -199,13 +220,14 @@ class BertLayer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         C, I = config.hidden_size, config.intermediate_size
+        eps, p = config.layer_norm_eps, config.hidden_dropout_prob
         self.attention = Namespace(
             self=self.attention_class(config),
-            output=Namespace(dense=nn.Linear(C, C), LayerNorm=nn.LayerNorm(C, eps=config.layer_norm_eps)),
+            output=Namespace(dense=nn.Linear(C, C), LayerNorm=nn.LayerNorm(C, eps=eps), dropout=Dropout(p)),
         )
         self.intermediate = Namespace(dense=nn.Linear(C, I))
         self.intermediate_act_fn = get_activation(config.hidden_act)
-        self.output = Namespace(dense=nn.Linear(I, C), LayerNorm=nn.LayerNorm(C, eps=config.layer_norm_eps))
+        self.output = Namespace(dense=nn.Linear(I, C), LayerNorm=nn.LayerNorm(C, eps=eps), dropout=Dropout(p))
 
     @classmethod
     def from_hf(cls, module: nn.Module) -> "BertLayer":
@@ -218,6 +240,7 @@ class BertLayer(nn.Module):
         # BertSelfOutput: project, add the residual, normalise.
         projected = attention.dense(context)  # (B, T, C)
         record(attention, "dense", projected)
+        projected = attention.dropout(projected)  # (B, T, C); training only
         residual = projected + hidden_states  # (B, T, C)
         record(attention, "residual", residual)
         hidden_states = attention.LayerNorm(residual)  # (B, T, C)
@@ -230,6 +253,7 @@ class BertLayer(nn.Module):
         # BertOutput: down to C, add the residual, normalise.
         down = ffn_out.dense(activated)  # (B, T, C)
         record(ffn_out, "dense", down)
+        down = ffn_out.dropout(down)  # (B, T, C); training only
         residual = down + hidden_states  # (B, T, C)
         record(ffn_out, "residual", residual)
         hidden_states = ffn_out.LayerNorm(residual)  # (B, T, C)
@@ -370,9 +394,12 @@ class BertForMaskedLM(BertPreTrainedModel):
         self.cls = Namespace(predictions=BertLMPredictionHead(config))
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> MaskedLMOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> MaskedLMOutput:
+        """``labels``: (B, T) the token to predict at each masked position, -100 elsewhere."""
         hidden_states = self.bert(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
-        return MaskedLMOutput(self.cls.predictions(hidden_states))  # (B, T, V)
+        logits = self.cls.predictions(hidden_states)  # (B, T, V)
+        loss = cross_entropy(logits, labels, self.config.vocab_size) if labels is not None else None
+        return MaskedLMOutput(loss=loss, logits=logits)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -386,14 +413,19 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.config = config
         self.num_labels = config.num_labels  # L
         self.bert = self.base_class(config)  # with its pooler
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # (L, C)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> SequenceClassifierOutput:
+        """``labels``: (B,) label ids; (B,) values for regression (one label); (B, L) 0/1 floats for multi-label."""
         pooled = self.bert(input_ids, attention_mask, token_type_ids, position_ids).pooler_output  # (B, C)
+        pooled = self.dropout(pooled)  # (B, C); training only
         logits = self.classifier(pooled)  # (B, L)
         record(self, "classifier", logits)
-        return SequenceClassifierOutput(logits)
+        loss = sequence_classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -412,12 +444,20 @@ class BertForPreTraining(BertPreTrainedModel):
         self.cls = Namespace(predictions=BertLMPredictionHead(config), seq_relationship=nn.Linear(config.hidden_size, 2))
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> PreTrainingOutput:
+    def forward(
+        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None, next_sentence_label=None
+    ) -> PreTrainingOutput:
+        """``labels``: masked-LM labels as BertForMaskedLM's; ``next_sentence_label``: (B,) 0 or 1. The loss
+        is their sum, and only when both are given (as in transformers)."""
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids)
         prediction_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
         seq_relationship_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         record(self.cls, "seq_relationship", seq_relationship_logits)
-        return PreTrainingOutput(prediction_logits, seq_relationship_logits)
+        loss = None
+        if labels is not None and next_sentence_label is not None:
+            masked_lm_loss = cross_entropy(prediction_logits, labels, self.config.vocab_size)
+            loss = masked_lm_loss + cross_entropy(seq_relationship_logits, next_sentence_label, 2)
+        return PreTrainingOutput(loss=loss, prediction_logits=prediction_logits, seq_relationship_logits=seq_relationship_logits)
 
 
 class BertForNextSentencePrediction(BertPreTrainedModel):
@@ -434,11 +474,13 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
         self.cls = Namespace(seq_relationship=nn.Linear(config.hidden_size, 2))
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> NextSentencePredictorOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> NextSentencePredictorOutput:
+        """``labels``: (B,) 0 if segment B follows A, 1 if it is random."""
         pooled = self.bert(input_ids, attention_mask, token_type_ids, position_ids).pooler_output  # (B, C)
         logits = self.cls.seq_relationship(pooled)  # (B, 2)
         record(self.cls, "seq_relationship", logits)
-        return NextSentencePredictorOutput(logits)
+        loss = cross_entropy(logits, labels, 2) if labels is not None else None
+        return NextSentencePredictorOutput(loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,6 +501,7 @@ def catch_embeddings(e, hooks) -> None:
     hooks.on(e.position_embeddings)
     hooks.before(e.LayerNorm, e, "sum")  # words + types + positions, LayerNorm's input
     hooks.on(e.LayerNorm)
+    hooks.dropout(e.dropout)
 
 
 def catch_layer(layer, hooks) -> None:
@@ -468,13 +511,15 @@ def catch_layer(layer, hooks) -> None:
     hooks.on(s.value)
     hooks.scores(s)
     hooks.on(s, "context", index=0)
-    hooks.on(s, "probs", index=1)
+    hooks.probs(s, "dropout")  # in training, the weights after eager_attention_forward's dropout
     hooks.on(out.dense)
+    hooks.dropout(out.dropout)
     hooks.before(out.LayerNorm, out, "residual")
     hooks.on(out.LayerNorm)
     hooks.on(layer.intermediate.dense)
     hooks.on(layer.intermediate, "intermediate_act_fn")
     hooks.on(layer.output.dense)
+    hooks.dropout(layer.output.dropout)
     hooks.before(layer.output.LayerNorm, layer.output, "residual")
     hooks.on(layer.output.LayerNorm)
     hooks.on(layer)  # encoder.layer.i: the layer's output
@@ -490,6 +535,7 @@ def catch_hf(hf: nn.Module, hooks) -> None:
         hooks.on(base.pooler.dense)
         hooks.on(base.pooler, "activation")
     if hasattr(hf, "classifier"):
+        hooks.dropout(hf.dropout)
         hooks.on(hf.classifier)
     predictions = getattr(getattr(hf, "cls", None), "predictions", None)
     if predictions is not None:

@@ -21,11 +21,14 @@ a stored random table survives ``from_pretrained`` with the flag True). Forward 
 the same way either way, so the twin loads what the checkpoint stores and the flag changes
 nothing. A checkpoint without the table is refused by name (transformers would invent one).
 
-Left out, because the encoder's math does not need them: dropout (the twins are inference-only),
-gradient checkpointing, feed-forward chunking (``chunk_size_feed_forward``, refused),
-``inputs_embeds``, the losses, the heads without checkpoints in the wild (token classification,
-QA, multiple choice), ``resize_position_embeddings``, and the attention backends (sdpa, flash,
-flex): this is ``eager_attention_forward``.
+Training: dropout where transformers has it (``dropout`` after the embeddings, on the attention
+probabilities, after the feed-forward's lin2, and ``seq_classif_dropout`` before the classifier;
+none after out_lin), in transformers' order; ``labels=`` gives the loss as transformers computes it.
+
+Left out, because the encoder's math does not need them: gradient checkpointing, feed-forward
+chunking (``chunk_size_feed_forward``, refused), ``inputs_embeds``, the heads without checkpoints
+in the wild (token classification, QA, multiple choice), ``resize_position_embeddings``, and the
+attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
 
 Shape legend: B batch, T tokens, C hidden size (``dim``), nh heads, hs head size, I the
 feed-forward's inner width (``hidden_dim``), V vocabulary, L labels.
@@ -34,17 +37,20 @@ feed-forward's inner width (``hidden_dim``), V vocabulary, L labels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from . import versions
 from .activations import get_activation
 from .architecture import Architecture, ClassifierConfig
 from .bert import BertPreTrainedModel, Namespace, additive_mask, checkpoint_key
 from .loading import twin_of
+from .losses import cross_entropy, sequence_classification_loss
 from .outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
-from .states import name_modules, record
+from .states import Dropout, name_modules, record
 
 # transformers' DistilBertConfig.attribute_map: the names other configs use for the same fields.
 ATTRIBUTE_MAP = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
@@ -67,6 +73,9 @@ class DistilBertConfig(ClassifierConfig):
     activation: str = "gelu"  # exact erf GELU, in the feed-forward and the masked-LM head
     pad_token_id: int | None = 0  # the word embedding's padding_idx: its row gets no gradient
     tie_word_embeddings: bool = True  # vocab_projector is the word embedding matrix
+    dropout: float = 0.1  # training only: after the embeddings and after the feed-forward
+    attention_dropout: float = 0.1  # training only: on the attention probabilities
+    seq_classif_dropout: float = 0.2  # training only: before the sequence classifier
 
     @property
     def hidden_size(self) -> int:
@@ -108,6 +117,7 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.dim)
         # "LayerNorm", as BERT's: the one DistilBERT name kept from BERT.
         self.LayerNorm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
@@ -123,6 +133,7 @@ class Embeddings(nn.Module):
         record(self, "sum", embeddings)
         embeddings = self.LayerNorm(embeddings)  # (B, T, C)
         record(self, "LayerNorm", embeddings)
+        embeddings = self.dropout(embeddings)  # (B, T, C); training only
         return embeddings
 
 
@@ -132,7 +143,7 @@ class DistilBertSelfAttention(nn.Module):
 
     BERT's arithmetic, but the output projection lives here (BERT keeps it in BertSelfOutput with
     the residual and LayerNorm). Returns what HF's returns: the output after out_lin, and the
-    probabilities. Left out: attention dropout, the attention backends.
+    probabilities (after dropout, in training). Left out: the attention backends.
     """
 
     config_class = DistilBertConfig
@@ -147,6 +158,7 @@ class DistilBertSelfAttention(nn.Module):
         self.k_lin = nn.Linear(config.dim, config.dim)
         self.v_lin = nn.Linear(config.dim, config.dim)
         self.out_lin = nn.Linear(config.dim, config.dim)
+        self.dropout = Dropout(config.attention_dropout)  # HF's p for eager_attention_forward's dropout
 
     @classmethod
     def from_hf(cls, module: nn.Module) -> "DistilBertSelfAttention":
@@ -168,12 +180,16 @@ class DistilBertSelfAttention(nn.Module):
         q = query.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = key.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = value.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling  # (B, nh, T, T)
+        if versions.V4:  # transformers 4.57 divides Q by sqrt(hs) first; 5.x multiplies Q K^T by hs**-0.5
+            scores = torch.matmul(q / math.sqrt(hs), k.transpose(2, 3))  # (B, nh, T, T)
+        else:
+            scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling  # (B, nh, T, T)
         record(self, "scores", scores)
         if attention_mask is not None:
             scores = scores + additive_mask(attention_mask, scores.dtype)  # padding keys -> ~-inf
         probs = torch.softmax(scores, dim=-1)  # (B, nh, T, T), each row sums to 1
         record(self, "probs", probs)
+        probs = self.dropout(probs)  # (B, nh, T, T); training only
         context = torch.matmul(probs, v)  # (B, nh, T, hs)
         context = context.transpose(1, 2).reshape(B, T, C).contiguous()  # (B, T, C): heads side by side again
         record(self, "context", context)
@@ -190,6 +206,7 @@ class FFN(nn.Module):
         self.lin1 = nn.Linear(config.dim, config.hidden_dim)
         self.lin2 = nn.Linear(config.hidden_dim, config.dim)
         self.activation = get_activation(config.activation)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         up = self.lin1(input)  # (B, T, I)
@@ -198,6 +215,7 @@ class FFN(nn.Module):
         record(self, "activation", activated)
         down = self.lin2(activated)  # (B, T, C)
         record(self, "lin2", down)
+        down = self.dropout(down)  # (B, T, C); training only
         return down
 
 
@@ -307,7 +325,8 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         self.vocab_projector = nn.Linear(C, config.vocab_size)  # (V, C): tied to the word embeddings
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None) -> MaskedLMOutput:
+    def forward(self, input_ids, attention_mask=None, position_ids=None, labels=None) -> MaskedLMOutput:
+        """``labels``: (B, T) the token to predict at each masked position, -100 elsewhere."""
         hidden_states = self.distilbert(input_ids, attention_mask, position_ids).last_hidden_state  # (B, T, C)
         hidden_states = self.vocab_transform(hidden_states)  # (B, T, C)
         record(self, "vocab_transform", hidden_states)
@@ -317,7 +336,8 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         record(self, "vocab_layer_norm", hidden_states)
         logits = self.vocab_projector(hidden_states)  # (B, T, V): each position against every word's embedding
         record(self, "vocab_projector", logits)
-        return MaskedLMOutput(logits)
+        loss = cross_entropy(logits, labels, logits.shape[-1]) if labels is not None else None  # HF's mlm_loss_fct
+        return MaskedLMOutput(loss=loss, logits=logits)
 
 
 class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
@@ -334,18 +354,22 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         self.distilbert = self.base_class(config)
         self.pre_classifier = nn.Linear(config.dim, config.dim)
         self.classifier = nn.Linear(config.dim, config.num_labels)  # (L, C)
+        self.dropout = Dropout(config.seq_classif_dropout)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, position_ids=None, labels=None) -> SequenceClassifierOutput:
+        """``labels``: as BertForSequenceClassification's."""
         hidden_state = self.distilbert(input_ids, attention_mask, position_ids).last_hidden_state  # (B, T, C)
         pooled_output = hidden_state[:, 0]  # (B, C): the first token only
         pooled_output = self.pre_classifier(pooled_output)  # (B, C)
         record(self, "pre_classifier", pooled_output)
         pooled_output = torch.relu(pooled_output)  # (B, C); HF builds an nn.ReLU() on the spot
         record(self, "relu", pooled_output)
+        pooled_output = self.dropout(pooled_output)  # (B, C); training only
         logits = self.classifier(pooled_output)  # (B, L)
         record(self, "classifier", logits)
-        return SequenceClassifierOutput(logits)
+        loss = sequence_classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +382,7 @@ def catch_layer(layer, hooks) -> None:
     hooks.on(a.k_lin)
     hooks.on(a.v_lin)
     hooks.scores(a)
-    hooks.on(a, "probs", index=1)
+    hooks.probs(a, "dropout")  # in training, the weights after eager_attention_forward's dropout
     hooks.before(a.out_lin, a, "context")  # out_lin's input: the heads side by side
     hooks.on(a.out_lin)
     hooks.before(layer.sa_layer_norm, a, "residual")
@@ -366,6 +390,7 @@ def catch_layer(layer, hooks) -> None:
     hooks.on(ffn.lin1)
     hooks.on(ffn.activation)  # a module in HF (get_activation gives an instance)
     hooks.on(ffn.lin2)
+    hooks.dropout(ffn.dropout)
     hooks.before(layer.output_layer_norm, ffn, "residual")
     hooks.on(layer.output_layer_norm)
     hooks.on(layer)  # transformer.layer.i: the layer's output
@@ -379,6 +404,7 @@ def catch_hf(hf: nn.Module, hooks) -> None:
     hooks.on(e.position_embeddings)
     hooks.before(e.LayerNorm, e, "sum")  # words + positions, LayerNorm's input
     hooks.on(e.LayerNorm)
+    hooks.dropout(e.dropout)
     for layer in base.transformer.layer:
         catch_layer(layer, hooks)
     if hasattr(hf, "vocab_projector"):
@@ -388,7 +414,8 @@ def catch_hf(hf: nn.Module, hooks) -> None:
         hooks.on(hf.vocab_projector)
     if hasattr(hf, "pre_classifier"):
         hooks.on(hf.pre_classifier)
-        hooks.before(hf.dropout, hf, "relu")  # the ReLU's output is the (inactive) dropout's input
+        hooks.before(hf.dropout, hf, "relu")  # the ReLU's output is the dropout's input
+        hooks.dropout(hf.dropout)
         hooks.on(hf.classifier)
 
 

@@ -14,9 +14,12 @@ head at width E, its output layer tied to the word embeddings) and ElectraForSeq
 HF's names, so HF's state-dict keys load as they are, and with the same weights and input every
 step is bit-identical (``torch.equal``) to transformers' eager attention path in fp32.
 
-Left out, as in reimpl/bert.py: dropout (the twins are inference-only), ``is_decoder`` and
-cross-attention (ElectraForCausalLM; refused), the key/value cache, gradient checkpointing,
-``inputs_embeds``, the losses, the attention backends (sdpa, flash, flex): this is
+Training, as in reimpl/bert.py: BERT's dropout (inherited), and the classification head's own,
+applied twice (before its dense and before out_proj); ``labels=`` gives the loss as transformers
+computes it (the discriminator's: binary cross-entropy over the tokens the attention mask keeps).
+
+Left out, as in reimpl/bert.py: ``is_decoder`` and cross-attention (ElectraForCausalLM; refused),
+the key/value cache, gradient checkpointing, ``inputs_embeds``, the attention backends (sdpa, flash, flex): this is
 ``eager_attention_forward``; and the heads without checkpoints in the wild (token classification,
 QA, multiple choice: the only users of the ``summary_*`` config fields). Feed-forward chunking
 (``chunk_size_feed_forward``) is refused: transformers then runs the feed-forward on slices of the
@@ -29,7 +32,7 @@ I intermediate size, V vocabulary, L labels.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -48,8 +51,9 @@ from .bert import (
     checkpoint_key,
 )
 from .loading import twin_of
-from .outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
-from .states import name_modules, record
+from .losses import cross_entropy, replaced_token_loss, sequence_classification_loss
+from .outputs import BaseModelOutput, MaskedLMOutput, ModelOutput, SequenceClassifierOutput
+from .states import Dropout, name_modules, record
 
 
 @dataclasses.dataclass
@@ -112,6 +116,9 @@ class ElectraModel(BertModel):
         # transformers creates embeddings_project only when the widths differ (ELECTRA-small, the
         # generators); ELECTRA-base and -large discriminators have none, and no such weights.
         self.embeddings_project = nn.Linear(E, C) if E != C else None
+        # transformers registers embeddings_project before the encoder. The parameters' order is the
+        # order in which clip_grad_norm_ adds up the gradients' norms: part of training's arithmetic.
+        self._modules["encoder"] = self._modules.pop("encoder")
         name_modules(self)
 
     @classmethod
@@ -150,7 +157,8 @@ class ElectraModel(BertModel):
 # Heads: what the model predicts.
 
 
-class ElectraForPreTrainingOutput(NamedTuple):
+class ElectraForPreTrainingOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): binary cross-entropy of "replaced?" over the tokens the mask keeps
     logits: torch.Tensor  # (B, T): > 0 where the discriminator thinks the token was replaced
 
 
@@ -198,7 +206,8 @@ class ElectraClassificationHead(nn.Module):
     """Twin of ElectraClassificationHead: the first token's vector through dense, GELU and out_proj.
 
     Not BERT's pooler: GELU where BERT has tanh, and a second layer of its own ("although BERT uses
-    tanh here, it seems Electra authors used gelu here", transformers' comment).
+    tanh here, it seems Electra authors used gelu here", transformers' comment). One dropout module,
+    applied twice; recorded once, under ``classifier.dropout``: the second application's output.
     """
 
     def __init__(self, config: ElectraConfig):
@@ -206,14 +215,18 @@ class ElectraClassificationHead(nn.Module):
         C = config.hidden_size
         self.dense = nn.Linear(C, C)
         self.activation = get_activation("gelu")  # fixed, whatever hidden_act says
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = Dropout(p)
         self.out_proj = nn.Linear(C, config.num_labels)  # (L, C)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         x = hidden_states[:, 0, :]  # (B, C): the first token, [CLS]
+        x = self.dropout(x)  # (B, C); training only
         x = self.dense(x)  # (B, C)
         record(self, "dense", x)
         x = self.activation(x)  # (B, C)
         record(self, "activation", x)
+        x = self.dropout(x)  # (B, C); training only
         logits = self.out_proj(x)  # (B, L)
         record(self, "out_proj", logits)
         return logits
@@ -239,9 +252,12 @@ class ElectraForPreTraining(ElectraPreTrainedModel):
         self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> ElectraForPreTrainingOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> ElectraForPreTrainingOutput:
+        """``labels``: (B, T) 1 where the token was replaced, 0 where it is the original."""
         hidden_states = self.electra(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
-        return ElectraForPreTrainingOutput(self.discriminator_predictions(hidden_states))  # (B, T)
+        logits = self.discriminator_predictions(hidden_states)  # (B, T)
+        loss = replaced_token_loss(logits, labels, attention_mask) if labels is not None else None
+        return ElectraForPreTrainingOutput(loss=loss, logits=logits)
 
 
 class ElectraForMaskedLM(ElectraPreTrainedModel):
@@ -260,12 +276,14 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
         self.generator_lm_head = nn.Linear(config.embedding_size, config.vocab_size)  # (V, E): the word embeddings
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> MaskedLMOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> MaskedLMOutput:
+        """``labels``: (B, T) the token to predict at each masked position, -100 elsewhere."""
         hidden_states = self.electra(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
         hidden_states = self.generator_predictions(hidden_states)  # (B, T, E)
         logits = self.generator_lm_head(hidden_states)  # (B, T, V): each position against every word's embedding
         record(self, "generator_lm_head", logits)
-        return MaskedLMOutput(logits)
+        loss = cross_entropy(logits, labels, self.config.vocab_size) if labels is not None else None
+        return MaskedLMOutput(loss=loss, logits=logits)
 
 
 class ElectraForSequenceClassification(ElectraPreTrainedModel):
@@ -282,9 +300,12 @@ class ElectraForSequenceClassification(ElectraPreTrainedModel):
         self.classifier = ElectraClassificationHead(config)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> SequenceClassifierOutput:
+        """``labels``: as BertForSequenceClassification's."""
         hidden_states = self.electra(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
-        return SequenceClassifierOutput(self.classifier(hidden_states))  # (B, L)
+        logits = self.classifier(hidden_states)  # (B, L)
+        loss = sequence_classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +335,7 @@ def catch_hf(hf: nn.Module, hooks) -> None:
         c = hf.classifier
         hooks.on(c.dense)
         hooks.on(c.activation)
+        hooks.dropout(c.dropout)  # applied twice; the second call (out_proj's input) overwrites the first
         hooks.on(c.out_proj)
 
 

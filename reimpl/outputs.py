@@ -1,13 +1,16 @@
-"""What the twins return: transformers' output fields by their names, as tuples.
+"""What the twins return: transformers' output fields by their names.
 
-NamedTuples, so ``out.logits`` and ``out[0]`` both work, as with transformers' ModelOutput (whose
-other fields, the losses, hidden states and attentions, are left out: the twins record every
-intermediate state by name instead, see reimpl/states.py).
+The base models return NamedTuples (``out.last_hidden_state`` or ``out[0]``). The heads return a
+``ModelOutput``, which behaves as transformers' ModelOutput does for the fields the twins have:
+fields by name, and as a tuple only the fields that are set, in order. So ``out[0]`` is the loss
+when ``labels`` were given and the logits otherwise, as in transformers. (transformers' other
+fields, hidden states and attentions, are left out: the twins record every intermediate state by
+name instead, see reimpl/states.py.)
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -17,22 +20,62 @@ class BaseModelOutput(NamedTuple):
     pooler_output: torch.Tensor | None = None  # (B, C); None for a model without a pooler
 
 
-class MaskedLMOutput(NamedTuple):
+class ModelOutput(tuple):
+    """A head's output: named fields, declared as annotations in order; as a tuple, the fields that
+    are not None (transformers' ModelOutput.to_tuple), so ``out[0]`` is the loss if there is one.
+
+    ``_fields`` and ``_asdict()`` list the fields that are set, as transformers' ``keys()`` does.
+    """
+
+    field_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.field_names = tuple(cls.__dict__.get("__annotations__", {}))
+
+    def __new__(cls, *args: torch.Tensor | None, **kwargs: torch.Tensor | None):
+        values = dict(zip(cls.field_names, args))
+        for name, value in kwargs.items():
+            if name not in cls.field_names or name in values:
+                raise TypeError(f"{cls.__name__}: unexpected or repeated field {name!r}")
+            values[name] = value
+        self = super().__new__(cls, tuple(values[n] for n in cls.field_names if values.get(n) is not None))
+        self.__dict__.update({name: values.get(name) for name in cls.field_names})
+        return self
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        return tuple(name for name in self.field_names if self.__dict__[name] is not None)
+
+    def _asdict(self) -> dict[str, Any]:
+        return {name: self.__dict__[name] for name in self._fields}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={tuple(v.shape) if isinstance(v, torch.Tensor) else v}" for name, v in self._asdict().items())
+        return f"{type(self).__name__}({fields})"
+
+
+class MaskedLMOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): mean cross-entropy at the labelled positions (labels != -100)
     logits: torch.Tensor  # (B, T, V): a score for every vocabulary entry at every position
 
 
-class CausalLMOutput(NamedTuple):
+class CausalLMOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): mean cross-entropy of each next token (labels shifted by one inside)
     logits: torch.Tensor  # (B, T, V): scores for the token after each position
 
 
-class SequenceClassifierOutput(NamedTuple):
+class SequenceClassifierOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): cross-entropy, mean squared error or binary cross-entropy (problem_type)
     logits: torch.Tensor  # (B, L): one score per label
 
 
-class NextSentencePredictorOutput(NamedTuple):
+class NextSentencePredictorOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): cross-entropy of the next-sentence labels
     logits: torch.Tensor  # (B, 2): "B follows A" (0) or "B is random" (1)
 
 
-class PreTrainingOutput(NamedTuple):
+class PreTrainingOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): masked-LM loss + next-sentence loss, when both labels are given
     prediction_logits: torch.Tensor  # (B, T, V): the masked-LM head
     seq_relationship_logits: torch.Tensor  # (B, 2): the next-sentence head

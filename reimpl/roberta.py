@@ -18,11 +18,14 @@ RobertaSelfAttention, RobertaLayer and RobertaModel are BERT's, under RoBERTa's 
 the same weights and input every step is bit-identical (``torch.equal``) to transformers' eager
 attention path in fp32.
 
-Left out, as in reimpl/bert.py: dropout (the twins are inference-only), the decoder
-(``is_decoder`` / ``add_cross_attention``, refused: RobertaForCausalLM), the key/value cache,
-``inputs_embeds``, gradient checkpointing, feed-forward chunking, the losses, the heads without a
-checkpoint in the wild (token classification, QA, multiple choice), and the attention backends
-(sdpa, flash, flex): this is ``eager_attention_forward``.
+Training, as in reimpl/bert.py: BERT's dropout (inherited), and the classification head's own,
+applied twice (before its dense and before out_proj); ``labels=`` gives the loss as transformers
+computes it.
+
+Left out, as in reimpl/bert.py: the decoder (``is_decoder`` / ``add_cross_attention``, refused:
+RobertaForCausalLM), the key/value cache, ``inputs_embeds``, gradient checkpointing, feed-forward
+chunking, the heads without a checkpoint in the wild (token classification, QA, multiple choice),
+and the attention backends (sdpa, flash, flex): this is ``eager_attention_forward``.
 
 Shape legend: B batch, T tokens, C hidden size, nh heads, hs head size, I intermediate size,
 V vocabulary, L labels.
@@ -38,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .architecture import Architecture
+from . import versions
 from .bert import (
     BertConfig,
     BertEmbeddings,
@@ -49,8 +53,9 @@ from .bert import (
     catch_layer,
     checkpoint_key,
 )
+from .losses import cross_entropy, sequence_classification_loss
 from .outputs import MaskedLMOutput, SequenceClassifierOutput
-from .states import name_modules, record
+from .states import Dropout, name_modules, record
 
 
 @dataclasses.dataclass
@@ -90,7 +95,11 @@ class RobertaEmbeddings(BertEmbeddings):
     def __init__(self, config: RobertaConfig):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
-        # The padding position's row, like the padding token's, gets no gradient (inference: no effect).
+        # The padding position's row, like the padding token's, gets no gradient. Registered last, as
+        # in transformers' RobertaEmbeddings: the parameters' order is the order in which
+        # clip_grad_norm_ adds up the gradients' norms, so it is part of training's arithmetic.
+        if not versions.V4:  # transformers 4.57 replaces BERT's table in place: word, position, token type
+            del self.position_embeddings
         C = config.hidden_size
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, C, padding_idx=self.padding_idx)
 
@@ -167,20 +176,25 @@ class RobertaClassificationHead(nn.Module):
     """Twin of RobertaClassificationHead: the <s> token's final hidden state through dense, tanh and out_proj.
 
     A pooler of its own, trained with the task (RobertaForSequenceClassification builds its
-    RobertaModel without one).
+    RobertaModel without one). One dropout module, applied twice; recorded once, under
+    ``classifier.dropout``: the second application's output (out_proj's input).
     """
 
     def __init__(self, config: RobertaConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = Dropout(p)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)  # (L, C)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = features[:, 0, :]  # (B, C): the <s> token only (BERT's [CLS])
+        x = self.dropout(x)  # (B, C); training only
         x = self.dense(x)  # (B, C)
         record(self, "dense", x)
         x = torch.tanh(x)  # (B, C)
         record(self, "tanh", x)
+        x = self.dropout(x)  # (B, C); training only
         logits = self.out_proj(x)  # (B, L)
         record(self, "out_proj", logits)
         return logits
@@ -211,9 +225,12 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         self.lm_head = self.lm_head_class(config)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> MaskedLMOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> MaskedLMOutput:
+        """``labels``: (B, T) the token to predict at each masked position, -100 elsewhere."""
         hidden_states = self.roberta(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
-        return MaskedLMOutput(self.lm_head(hidden_states))  # (B, T, V)
+        logits = self.lm_head(hidden_states)  # (B, T, V)
+        loss = cross_entropy(logits, labels, self.config.vocab_size) if labels is not None else None
+        return MaskedLMOutput(loss=loss, logits=logits)
 
 
 class RobertaForSequenceClassification(RobertaPreTrainedModel):
@@ -232,9 +249,12 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         self.classifier = self.classifier_class(config)
         name_modules(self)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None) -> SequenceClassifierOutput:
+        """``labels``: as BertForSequenceClassification's."""
         hidden_states = self.roberta(input_ids, attention_mask, token_type_ids, position_ids).last_hidden_state  # (B, T, C)
-        return SequenceClassifierOutput(self.classifier(hidden_states))  # (B, L)
+        logits = self.classifier(hidden_states)  # (B, L)
+        loss = sequence_classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +280,9 @@ def catch_hf(hf: nn.Module, hooks) -> None:
     classifier = getattr(hf, "classifier", None)
     if classifier is not None:
         hooks.on(classifier.dense)
-        hooks.before(classifier.out_proj, classifier, "tanh")  # torch.tanh (then dropout: the same tensor in eval)
+        # torch.tanh's output is the input of the dropout's second call (which overwrites the first's).
+        hooks.before(classifier.dropout, classifier, "tanh")
+        hooks.dropout(classifier.dropout)
         hooks.on(classifier.out_proj)
 
 

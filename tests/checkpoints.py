@@ -49,6 +49,22 @@ def gpt2_tokenizer(vocab_size: int = 400):
     return tokenizer
 
 
+def config_json(hf_config) -> dict:
+    """A transformers config as config.json holds it. transformers 4.x configs also carry the
+    generation settings at their defaults (do_sample False, top_k 50, ...), which its
+    save_pretrained leaves out of the file (it writes only values that differ from the defaults):
+    left out here too, so that the file is the one either version saves."""
+    import transformers
+
+    from reimpl import versions
+
+    d = hf_config.to_dict()
+    if versions.V4:
+        defaults = transformers.GenerationConfig().to_dict()
+        d = {k: v for k, v in d.items() if k not in defaults or k.endswith("token_id") or v != defaults[k]}
+    return d
+
+
 def write_gpt2(folder: Path, seed: int = 0, std: float = 0.3, n_layer: int = 2, n_head: int = 4, n_embd: int = 32, n_positions: int = 64, **config) -> Path:
     """A random GPT-2 checkpoint with its tokenizer in ``folder``; returns ``folder``."""
     import transformers
@@ -86,7 +102,7 @@ def write_gpt2(folder: Path, seed: int = 0, std: float = 0.3, n_layer: int = 2, 
             p.normal_(0, std)
     # The hub's gpt2 was saved from GPT2Model: keys without "transformer.", no lm_head (it is wte).
     save_file({k: v.contiguous() for k, v in model.transformer.state_dict().items()}, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps({**hf_config.to_dict(), "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, indent=1))
+    (folder / "config.json").write_text(json.dumps({**config_json(hf_config), "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, indent=1))
     return folder
 
 
@@ -112,5 +128,5 @@ def write_bert(folder: Path, seed: int = 0, std: float = 0.3, add_pooling_layer:
         for p in model.parameters():
             p.normal_(0, std)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps({**hf_config.to_dict(), "model_type": "bert", "architectures": ["BertModel"]}, indent=1))
+    (folder / "config.json").write_text(json.dumps({**config_json(hf_config), "model_type": "bert", "architectures": ["BertModel"]}, indent=1))
     return folder

@@ -72,3 +72,63 @@ def assert_states_equal(hf: nn.Module, twin: nn.Module, keep: torch.Tensor | Non
         assert torch.equal(value, seen), f"{name} differs: max |diff| {(value - seen).abs().max():.3g}"
         compared += 1
     return compared
+
+
+def hf_encoder_mask(hf: nn.Module, attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """The additive (B, 1, 1 or T, T) mask transformers' encoder model hands its layers, built as
+    the installed version builds it, for calling a layer on its own: 5.x's
+    ``masking_utils.create_bidirectional_mask``; 4.57's ``get_extended_attention_mask``
+    (``(1 - mask) * finfo.min``: the same 0 / finfo.min values, another builder)."""
+    from reimpl import versions
+
+    if versions.V4:
+        return hf.get_extended_attention_mask(attention_mask, attention_mask.shape)
+    import transformers
+
+    return transformers.masking_utils.create_bidirectional_mask(
+        config=hf.config, inputs_embeds=torch.zeros(*attention_mask.shape, 1), attention_mask=attention_mask
+    )
+
+
+def config_on_every_module(hf: nn.Module) -> nn.Module:
+    """transformers 4.57 keeps no config on some modules (BertSelfAttention, BertLayer,
+    AlbertAttention; 5.x's keep one): give them the model's, so that a twin's ``from_hf`` can
+    read it from the module alone. Nothing changes on 5.x. Returns the model."""
+    from reimpl import versions
+
+    if versions.V4:
+        for module in hf.modules():
+            if not hasattr(module, "config"):
+                module.config = hf.config
+    return hf
+
+
+def layer_output(output):
+    """A transformers layer's hidden states: 4.x layers return ``(hidden_states, ...)``, 5.x's the tensor."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _probs_kwargs() -> dict:
+    from reimpl import versions
+
+    return {"output_attentions": True} if versions.V4 else {}
+
+
+# Keywords for calling a transformers attention module on its own so that it returns its
+# probabilities: 4.57's ALBERT and DistilBERT attention return (output,) unless asked; 5.x's always
+# return (output, probs).
+RETURN_PROBS = _probs_kwargs()
+
+
+def hf_causal_mask(config, B: int, T: int, attention_mask: torch.Tensor | None, cache=None, past: int = 0):
+    """transformers' ``masking_utils.create_causal_mask`` for T new tokens after ``past`` cached
+    ones, called as the installed version takes it: 4.57 also wants ``cache_position`` (the new
+    tokens' positions), 5.x reads them from the cache."""
+    from transformers.masking_utils import create_causal_mask
+
+    from reimpl import versions
+
+    positions = torch.arange(T)[None] + past
+    if versions.V4:
+        return create_causal_mask(config, torch.zeros(B, T, 1), attention_mask, positions[0], cache, positions)
+    return create_causal_mask(config, torch.zeros(B, T, 1), attention_mask, cache, positions)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 import reimpl
 from annotate.capture import hf_states
-from reimpl import recording
+from reimpl import recording, versions
 from reimpl.albert import (
     AlbertAttention,
     AlbertConfig,
@@ -35,7 +35,7 @@ from reimpl.albert import (
 )
 from reimpl.loading import packaged_dir
 from tests.conftest import hub_cached
-from tests.parity import assert_states_equal, random_weights
+from tests.parity import RETURN_PROBS, assert_states_equal, config_on_every_module, hf_encoder_mask, layer_output, random_weights
 
 SMALL = dict(
     vocab_size=99,
@@ -108,6 +108,13 @@ def test_config_variants_every_step_bit_identical(variant, name):
     hf = random_hf(name, **VARIANTS[variant])
     twin = TWINS[name].from_hf(hf)
     enc = random_inputs(hf.config)
+    if versions.V4 and variant == "groups-4-of-2":
+        # More groups than layers: transformers 4.57 slices head_mask into int(2 / 4) = 0 entries per
+        # group and AlbertLayerGroup indexes it: IndexError. 5.x runs it; so does the twin.
+        with pytest.raises(IndexError):
+            hf(**enc)
+        assert twin(**enc)[0].isfinite().all()
+        return
     assert assert_states_equal(hf, twin, **enc) == expected_states(hf.config, name)
     assert assert_states_equal(hf, twin, **{k: v[:1] for k, v in enc.items()})  # one unpadded sentence
 
@@ -210,17 +217,15 @@ def test_recorded_names_in_forward_order():
 
 def test_components_from_hf():
     """from_hf on single transformers modules, fed the same input, gives the same output."""
-    hf = random_hf(inner_group_num=2)
+    hf = config_on_every_module(random_hf(inner_group_num=2))
     enc = random_inputs(hf.config)
-    mask4d = transformers.masking_utils.create_bidirectional_mask(
-        config=hf.config, inputs_embeds=torch.zeros(*enc["input_ids"].shape, 1), attention_mask=enc["attention_mask"]
-    )
+    mask4d = hf_encoder_mask(hf, enc["attention_mask"])
     hidden = hf.encoder.embedding_hidden_mapping_in(hf.embeddings(enc["input_ids"], enc["token_type_ids"]))
     for hf_layer in hf.encoder.albert_layer_groups[0].albert_layers:
-        hf_out, hf_probs = hf_layer.attention(hidden, mask4d)
+        hf_out, hf_probs = hf_layer.attention(hidden, mask4d, **RETURN_PROBS)
         out, probs = AlbertAttention.from_hf(hf_layer.attention)(hidden, enc["attention_mask"])
         assert torch.equal(out, hf_out) and torch.equal(probs, hf_probs)
-        hf_next = hf_layer(hidden, mask4d)
+        hf_next = layer_output(hf_layer(hidden, mask4d))
         assert torch.equal(AlbertLayer.from_hf(hf_layer)(hidden, enc["attention_mask"]), hf_next)
         hidden = hf_next
 

@@ -15,6 +15,7 @@ import reimpl
 from annotate.capture import heads_merged, hf_states
 from reimpl import BertLayer, BertModel, BertSelfAttention, recording
 from tests.conftest import hub_cached
+from tests.parity import config_on_every_module, hf_encoder_mask, layer_output
 
 SENTENCES = [
     "The cat sat on the mat.",
@@ -94,17 +95,14 @@ def test_minilm_padded_rows_equal_unpadded_sentences(minilm, minilm_tokenizer):
 def test_minilm_components_from_hf(minilm_hf, minilm_tokenizer):
     """from_hf on single transformers modules, fed the same input, gives the same output."""
     enc = minilm_tokenizer(SENTENCES, padding=True, return_tensors="pt")
-    mask4d = transformers.masking_utils.create_bidirectional_mask(
-        config=minilm_hf.config,
-        inputs_embeds=torch.zeros(*enc["input_ids"].shape, 1),
-        attention_mask=enc["attention_mask"],
-    )
+    config_on_every_module(minilm_hf)
+    mask4d = hf_encoder_mask(minilm_hf, enc["attention_mask"])
     hidden = minilm_hf.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"])
     for hf_layer in minilm_hf.encoder.layer:
         hf_context, hf_probs = hf_layer.attention.self(hidden, attention_mask=mask4d)
         context, probs = BertSelfAttention.from_hf(hf_layer.attention.self)(hidden, enc["attention_mask"])
         assert torch.equal(context, hf_context) and torch.equal(probs, hf_probs)
-        hf_next = hf_layer(hidden, attention_mask=mask4d)
+        hf_next = layer_output(hf_layer(hidden, attention_mask=mask4d))
         assert torch.equal(BertLayer.from_hf(hf_layer)(hidden, enc["attention_mask"]), hf_next)
         hidden = hf_next
 

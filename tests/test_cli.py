@@ -201,7 +201,8 @@ def check_schema(trace: dict, model: str, model_type: str) -> None:
     assert trace["model"] == model and trace["model_type"] == model_type
     assert isinstance(trace["tokens"], list) and all(isinstance(t, str) for t in trace["tokens"])
     for stage in trace["stages"]:
-        assert set(stage) == {"name", "layer", "shape", "stats", "max_abs_diff"}
+        assert set(stage) - {"verdict"} == {"name", "layer", "shape", "stats", "max_abs_diff"}  # verdict: under --diff
+        assert stage.get("verdict") in (None, "equal", "rounding", "math")
         assert isinstance(stage["name"], str)
         assert stage["layer"] is None or isinstance(stage["layer"], int)
         assert isinstance(stage["shape"], list) and all(isinstance(n, int) for n in stage["shape"])

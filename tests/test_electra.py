@@ -34,7 +34,7 @@ from reimpl.electra import (
 )
 from reimpl.loading import packaged_dir
 from tests.conftest import hub_cached
-from tests.parity import assert_states_equal, random_weights
+from tests.parity import assert_states_equal, config_on_every_module, hf_encoder_mask, layer_output, random_weights
 
 # --- models and inputs -------------------------------------------------------------------------
 
@@ -183,16 +183,14 @@ def test_electra_small_size_bit_identical():
 def test_components_from_hf():
     """from_hf on single transformers modules, fed the same input, gives the same output."""
     hf = random_hf()
-    inputs = random_inputs(hf.config)
-    mask4d = transformers.masking_utils.create_bidirectional_mask(
-        config=hf.config, inputs_embeds=torch.zeros(*inputs["input_ids"].shape, 1), attention_mask=inputs["attention_mask"]
-    )
+    inputs = random_inputs(config_on_every_module(hf).config)
+    mask4d = hf_encoder_mask(hf, inputs["attention_mask"])
     hidden = hf.embeddings_project(hf.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs["token_type_ids"]))
     for hf_layer in hf.encoder.layer:
         hf_context, hf_probs = hf_layer.attention.self(hidden, attention_mask=mask4d)
         context, probs = ElectraSelfAttention.from_hf(hf_layer.attention.self)(hidden, inputs["attention_mask"])
         assert torch.equal(context, hf_context) and torch.equal(probs, hf_probs)
-        hf_next = hf_layer(hidden, attention_mask=mask4d)
+        hf_next = layer_output(hf_layer(hidden, attention_mask=mask4d))
         assert torch.equal(ElectraLayer.from_hf(hf_layer)(hidden, inputs["attention_mask"]), hf_next)
         hidden = hf_next
 

@@ -16,13 +16,13 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from transformers import DynamicCache
-from transformers.masking_utils import create_causal_mask
 
 from annotate.capture import heads_merged, hf_states
 import reimpl
-from reimpl import GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, KVCache, recording
+from reimpl import GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, KVCache, recording, versions
 from reimpl.gpt2 import GPT2Config, causal_mask
 from tests.conftest import hub_cached
+from tests.parity import hf_causal_mask, layer_output
 
 
 # --- models and inputs -------------------------------------------------------------------------
@@ -108,6 +108,9 @@ def assert_states_equal(hf, twin, input_ids, attention_mask=None, use_cache=Fals
         if name.endswith((".query", ".key", ".value")):
             value = heads_merged(value)
         if name.endswith(".scores"):
+            if versions.V4:  # 4.57 fills the future with finfo.min before adding the mask (reimpl/gpt2.py)
+                T = input_ids.shape[1]
+                value = value.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), torch.finfo(value.dtype).min)
             name, value = name + "+mask", value + mask  # softmax saw scores + mask: add the same mask
         assert name in theirs, f"no transformers value caught for {name}"
         assert value.shape == theirs[name].shape, name
@@ -158,11 +161,13 @@ def test_attention_from_hf(variant, padding):
     hidden = torch.randn(B, T, C, generator=torch.Generator().manual_seed(2))
     for hf_attn in (block.attn for block in hf.transformer.h):
         attn = GPT2Attention.from_hf(hf_attn)
-        assert attn.layer_idx == hf_attn.layer_idx and attn.scaling == hf_attn.scaling
+        assert attn.layer_idx == hf_attn.layer_idx
+        if not versions.V4:  # 5.x keeps one scaling float; 4.57 divides in eager_attention_forward
+            assert attn.scaling == hf_attn.scaling
         hf_out, hf_probs = hf_attn(hidden, attention_mask=mask)
         out, probs = attn(hidden, mask)
         assert torch.equal(out, hf_out) and torch.equal(probs, hf_probs)
-        hf_out, hf_probs = hf_attn(hidden, past_key_values=DynamicCache(), attention_mask=mask)
+        hf_out, hf_probs = hf_attn(hidden, **{versions.CACHE_KEYWORD: DynamicCache()}, attention_mask=mask)
         out, probs = attn(hidden, mask, KVCache())
         assert torch.equal(out, hf_out) and torch.equal(probs, hf_probs)
 
@@ -174,12 +179,13 @@ def test_block_from_hf(variant, padding):
     hf = random_gpt2(**VARIANTS[variant])
     B, T, C = 3, 9, hf.config.n_embd
     mask2d = padding_mask(B, T, padding)
-    mask4d = create_causal_mask(hf.config, torch.zeros(B, T, 1), mask2d, None, torch.arange(T)[None])
+    mask4d = hf_causal_mask(hf.config, B, T, mask2d)
     hidden = torch.randn(B, T, C, generator=torch.Generator().manual_seed(2))
     for hf_block in hf.transformer.h:
         block = GPT2Block.from_hf(hf_block)
-        assert torch.equal(block(hidden, mask2d), hf_block(hidden, attention_mask=mask4d))
-        assert torch.equal(block(hidden, mask2d, KVCache()), hf_block(hidden, DynamicCache(), mask4d))
+        assert torch.equal(block(hidden, mask2d), layer_output(hf_block(hidden, attention_mask=mask4d)))
+        hf_cached = hf_block(hidden, **{versions.CACHE_KEYWORD: DynamicCache()}, attention_mask=mask4d)
+        assert torch.equal(block(hidden, mask2d, KVCache()), layer_output(hf_cached))
 
 
 @pytest.mark.parametrize("variant", ["default", "n_inner-37", "act-gelu", "act-gelu_pytorch_tanh", "act-quick_gelu"])
@@ -212,7 +218,7 @@ def test_causal_mask_matches_transformers(padding, past):
     if past:
         cache.update(torch.zeros(B, nh, past, hs), torch.zeros(B, nh, past, hs), 0)
     mask2d = padding_mask(B, past + T, padding)
-    theirs = create_causal_mask(config, torch.zeros(B, T, 1), mask2d, cache, torch.arange(T)[None] + past)
+    theirs = hf_causal_mask(config, B, T, mask2d, cache, past)
     ours = causal_mask(mask2d, T, past, torch.float32)
     assert torch.equal(ours.expand(B, 1, T, past + T), theirs)
 
@@ -234,8 +240,9 @@ def test_gpt2model_from_hf():
 
 
 def test_fully_masked_rows_match_hf():
-    """Left padding: a query on a padding token sees no key. HF's row is uniform over all keys
-    (every score + finfo.min rounds to finfo.min); the twin's is the same, bit for bit."""
+    """Left padding: a query on a padding token sees no key. HF 5.x's row is uniform over all keys
+    (every score + finfo.min rounds to finfo.min); 4.57's over the keys up to the query (the future
+    is finfo.min twice: -inf). The twin's is the installed version's, bit for bit."""
     hf = random_gpt2()
     twin = GPT2LMHeadModel.from_hf(hf)
     ids = random_ids(hf.config.vocab_size, B=2, T=6)
@@ -243,7 +250,10 @@ def test_fully_masked_rows_match_hf():
     with recording() as states:
         logits = twin(ids, mask).logits
     probs = states["transformer.h.0.attn.probs"]
-    assert torch.equal(probs[0, :, 0], torch.full_like(probs[0, :, 0], 1 / 6))
+    if versions.V4:  # query 0 sees only key 0 once the future is -inf
+        assert torch.equal(probs[0, :, 0], torch.eye(6)[0].expand_as(probs[0, :, 0]))
+    else:
+        assert torch.equal(probs[0, :, 0], torch.full_like(probs[0, :, 0], 1 / 6))
     assert torch.equal(logits, hf(ids, attention_mask=mask, use_cache=False).logits)
 
 

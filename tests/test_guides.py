@@ -8,6 +8,9 @@ The rules, which guides/README.md repeats for writers:
 - ```console blocks: each line ``$ annotate ...`` runs the CLI in-process (``annotate.cli.main``
   with the shlex-split arguments); the lines after it, up to the next ``$``, are its output.
   The exit code must be 0, unless the block is preceded by ``<!-- test: exit N -->``.
+- A block preceded by ``<!-- test: transformers 4 -->`` (or ``5``) shows what that major version
+  of transformers prints or does, and runs only where it is installed; the guide's text beside it
+  says what changed. CI runs the guides under 4.57 and 5.x.
   Any other ``$`` command is an error: a guide may only show commands the tests run.
 - Expected output is checked line by line: every shown line (stripped; "..." lines skipped) must
   occur, in order, within a line of the real output. In console blocks two things are ignored,
@@ -30,7 +33,7 @@ import pytest
 
 GUIDES = Path(__file__).resolve().parent.parent / "guides"
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
-OPTION = re.compile(r"<!--\s*test:\s*(.*?)\s*-->\s*$")
+OPTIONS = re.compile(r"<!--\s*test:\s*(.*?)\s*-->")
 
 
 @dataclass
@@ -51,7 +54,7 @@ def blocks(path: Path) -> list[Block]:
         line = text.count("\n", 0, match.start()) + 1
         between = text[previous_end : match.start()]
         options = {}
-        if (option := OPTION.search(between.rstrip() + "\n")) is not None:
+        for option in OPTIONS.finditer(between):  # the <!-- test: ... --> comments just before the block
             key, _, value = option.group(1).partition(" ")
             options[key] = value.strip()
         if lang == "output":
@@ -118,8 +121,12 @@ def run_console(block: Block, where: str) -> None:
 
 def run_guide(path: Path) -> None:
     namespace: dict = {"__name__": f"guide_{path.stem.replace('-', '_')}"}
+    from reimpl import versions
+
     for block in blocks(path):
         where = f"{path.name}:{block.line}"
+        if "transformers" in block.options and int(block.options["transformers"]) != versions.MAJOR:
+            continue  # written for the other major version; the guide's text says what changed
         if block.lang == "python":
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
@@ -162,6 +169,14 @@ def test_the_harness_catches_a_stale_guide(tmp_path, monkeypatch):
     expected_failure = tmp_path / "expected.md"
     expected_failure.write_text("<!-- test: exit 2 -->\n```console\n$ annotate source NoSuchName\nannotate: error: unknown name 'NoSuchName'\n```\n")
     run_guide(expected_failure)
+    versioned = tmp_path / "versioned.md"  # a block for the other major version is not run
+    from reimpl import versions
+
+    versioned.write_text(f"<!-- test: transformers {9 - versions.MAJOR} -->\n```python\nraise AssertionError\n```\n")
+    run_guide(versioned)
+    versioned.write_text(f"<!-- test: transformers {versions.MAJOR} -->\n```python\nraise AssertionError('ran')\n```\n")
+    with pytest.raises(AssertionError, match="ran"):
+        run_guide(versioned)
     other = tmp_path / "other.md"
     other.write_text("```console\n$ ls\n```\n")
     with pytest.raises(AssertionError, match="only `annotate` commands"):

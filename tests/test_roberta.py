@@ -22,7 +22,7 @@ import transformers
 from safetensors.torch import load_file
 
 import reimpl
-from reimpl import BertModel, recording
+from reimpl import BertModel, recording, versions
 from reimpl.loading import packaged_dir
 from reimpl.roberta import (
     RobertaConfig,
@@ -42,7 +42,7 @@ from reimpl.xlm_roberta import (
     XLMRobertaSelfAttention,
 )
 from tests.conftest import hub_cached
-from tests.parity import assert_states_equal, random_weights
+from tests.parity import assert_states_equal, config_on_every_module, hf_encoder_mask, layer_output, random_weights
 
 # --- models and inputs -------------------------------------------------------------------------
 
@@ -170,7 +170,10 @@ def test_position_ids_match_transformers(pad):
     config = RobertaConfig.from_dict({**SMALL, "pad_token_id": pad})
     ids = random_inputs(config)["input_ids"]
     ours = RobertaEmbeddings(config).create_position_ids(ids)
-    theirs = transformers.models.roberta.modeling_roberta.RobertaEmbeddings.create_position_ids_from_input_ids(ids, pad)
+    modeling = transformers.models.roberta.modeling_roberta
+    # 4.57: a module-level function; 5.x: RobertaEmbeddings' static method
+    create = modeling.create_position_ids_from_input_ids if versions.V4 else modeling.RobertaEmbeddings.create_position_ids_from_input_ids
+    theirs = create(ids, pad)
     assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
     assert ours[0].tolist() == list(range(pad + 1, pad + 12))  # no padding: pad + 1, pad + 2, ...
     assert ours[2].tolist() == [pad] * 3 + list(range(pad + 1, pad + 9))  # left padding: counted from the first token
@@ -195,16 +198,14 @@ def test_roberta_base_size_bit_identical():
 def test_components_from_hf(hf_class, attention_twin, layer_twin):
     """from_hf on single transformers modules, fed the same input, gives the same output."""
     hf = random_model(hf_class)
-    enc = random_inputs(hf.config)
-    mask4d = transformers.masking_utils.create_bidirectional_mask(
-        config=hf.config, inputs_embeds=torch.zeros(*enc["input_ids"].shape, 1), attention_mask=enc["attention_mask"]
-    )
+    enc = random_inputs(config_on_every_module(hf).config)
+    mask4d = hf_encoder_mask(hf, enc["attention_mask"])
     hidden = hf.embeddings(input_ids=enc["input_ids"])
     for hf_layer in hf.encoder.layer:
         hf_context, hf_probs = hf_layer.attention.self(hidden, attention_mask=mask4d)
         context, probs = attention_twin.from_hf(hf_layer.attention.self)(hidden, enc["attention_mask"])
         assert torch.equal(context, hf_context) and torch.equal(probs, hf_probs)
-        hf_next = hf_layer(hidden, attention_mask=mask4d)
+        hf_next = layer_output(hf_layer(hidden, attention_mask=mask4d))
         assert torch.equal(layer_twin.from_hf(hf_layer)(hidden, enc["attention_mask"]), hf_next)
         hidden = hf_next
 

@@ -1,0 +1,713 @@
+/* annotate explorer: draws the trace that annotate/explorer.py put in #annotate-data (and the
+   attention in #annotate-attention). Plain DOM, SVG and canvas; no library, no request. */
+(function () {
+  "use strict";
+
+  const D = JSON.parse(document.getElementById("annotate-data").textContent);
+  const T = D.tokens.length, L = D.num_layers, NH = D.num_heads;
+  const STAGE = new Map(D.stages.map((s) => [s.name, s]));
+  const LAYER_OF = new Map(); // stage name -> layer it belongs to (flow membership)
+  const KIND_OF = new Map(); // stage name -> "attn" | "ffn" | "norm" | "add" | "output" | ""
+  const state = { stage: null, layer: 0, head: 0, tab: "stage", scaleHead: true, focus: null, pinned: null };
+
+  // ------------------------------------------------------------------------------------------
+  // Small helpers.
+
+  function el(tag, props, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : v);
+    }
+    for (const kid of kids.flat()) if (kid !== null && kid !== undefined && kid !== false) e.append(kid instanceof Node ? kid : String(kid));
+    return e;
+  }
+  const SVGNS = "http://www.w3.org/2000/svg";
+  function sv(tag, attrs, ...kids) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined) continue;
+      if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v);
+    }
+    for (const kid of kids.flat()) if (kid) e.append(kid);
+    return e;
+  }
+  function fmt(x) {
+    if (x === null || x === undefined) return "–";
+    if (typeof x === "string") return x; // "nan", "inf", "-inf" (see explorer.py's _plain)
+    if (x === 0) return "0";
+    const a = Math.abs(x);
+    if (a >= 1e5 || a < 1e-3) return x.toExponential(2);
+    return String(Number(x.toPrecision(4)));
+  }
+  const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(p >= 0.1 ? 1 : 2) : (100 * p).toPrecision(2)) + "%";
+  const shapeText = (shape) => "(" + shape.join(", ") + ")";
+  const tokColor = (i) => `hsl(${(i * 137.508) % 360}, 62%, 42%)`;
+  const headColor = (h) => `hsl(${(h * 360) / Math.max(NH, 1) + 210}, 70%, 45%)`;
+  const tip = el("div", { id: "tip" });
+  function showTip(ev, text) {
+    tip.textContent = text;
+    tip.style.display = "block";
+    const w = tip.offsetWidth, h = tip.offsetHeight;
+    let x = ev.clientX + 14, y = ev.clientY + 14;
+    if (x + w > window.innerWidth - 4) x = ev.clientX - w - 10;
+    if (y + h > window.innerHeight - 4) y = ev.clientY - h - 10;
+    tip.style.left = x + "px";
+    tip.style.top = y + "px";
+  }
+  const hideTip = () => (tip.style.display = "none");
+  const tokName = (i) => `${i}:${D.tokens[i]}`;
+
+  // ------------------------------------------------------------------------------------------
+  // Attention: (layers, heads, T, T) uint16 little-endian, decoded on first use.
+
+  let ATT = null;
+  function att() {
+    if (ATT) return ATT;
+    const bin = atob(document.getElementById("annotate-attention").textContent.trim());
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+      for (let i = 0; i + 1 < bytes.length; i += 2) { const b = bytes[i]; bytes[i] = bytes[i + 1]; bytes[i + 1] = b; }
+    }
+    ATT = new Uint16Array(bytes.buffer);
+    return ATT;
+  }
+  const weight = (l, h, q, k) => att()[((l * NH + h) * T + q) * T + k] / 65535;
+  const headMax = new Map();
+  function maxOf(l, h) {
+    const key = l * NH + h;
+    if (!headMax.has(key)) {
+      const a = att(), base = key * T * T;
+      let m = 0;
+      for (let i = 0; i < T * T; i++) if (a[base + i] > m) m = a[base + i];
+      headMax.set(key, m / 65535 || 1);
+    }
+    return headMax.get(key);
+  }
+  const masked = (q, k) => D.causal && k > q; // a decoder's future: masked, not merely small
+
+  // ColorBrewer "Blues" (white to navy), as 256 RGB entries.
+  const STOPS = [[247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214], [66, 146, 198], [33, 113, 181], [8, 81, 156], [8, 48, 107]];
+  const LUT = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const x = (i / 255) * (STOPS.length - 1), a = Math.min(Math.floor(x), STOPS.length - 2), f = x - a;
+    for (let c = 0; c < 3; c++) LUT[i * 3 + c] = Math.round(STOPS[a][c] * (1 - f) + STOPS[a + 1][c] * f);
+  }
+  function headImage(l, h) {
+    const c = document.createElement("canvas");
+    c.width = T; c.height = T;
+    paintHead(c, l, h);
+    return c;
+  }
+  function paintHead(canvas, l, h) {
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(T, T), px = img.data, a = att(), base = (l * NH + h) * T * T;
+    const scale = state.scaleHead ? 1 / maxOf(l, h) : 1;
+    for (let q = 0; q < T; q++) {
+      for (let k = 0; k < T; k++) {
+        const o = (q * T + k) * 4;
+        if (masked(q, k)) { px[o] = 228; px[o + 1] = 230; px[o + 2] = 233; px[o + 3] = 255; continue; }
+        const v = Math.min(1, (a[base + q * T + k] / 65535) * scale), i = Math.round(v * 255) * 3;
+        px[o] = LUT[i]; px[o + 1] = LUT[i + 1]; px[o + 2] = LUT[i + 2]; px[o + 3] = 255;
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    canvas.dataset.drawn = "1";
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Header.
+
+  function header() {
+    const facts = [
+      `${D.model_class} (${D.model_type}${D.flow.norm !== "none" ? ", " + D.flow.norm : ""})`,
+      `${L} layers × ${NH} heads`,
+      `${T} tokens`,
+      D.transformers ? `transformers ${D.transformers}` : null,
+    ].filter(Boolean);
+    let verdict;
+    if (!D.diffed) verdict = el("span", { class: "verdict", title: "annotate trace … --diff runs transformers too and compares every stage" }, "not compared with transformers (--diff)");
+    else if (!D.first_divergence) verdict = el("span", { class: "verdict same" }, `--diff: all ${D.stages.length} stages bit-identical to transformers`);
+    else {
+      const s = STAGE.get(D.first_divergence);
+      verdict = el("span", { class: "verdict differs", title: "show it", onclick: () => select(D.first_divergence) }, `--diff: first divergence at ${D.first_divergence} (max |Δ| ${fmt(s.diff)})`);
+    }
+    const tokens = el("div", { class: "tokens", id: "tokens" }, D.tokens.map((t, i) =>
+      el("span", { class: "tok" + (D.unknown.includes(i) ? " unk" : ""), title: `token ${i} · id ${D.ids[i]} · vocabulary: ${D.vocab_tokens[i]}` + (D.unknown.includes(i) ? " · unknown to the vocabulary" : "") }, t, el("sub", { text: String(i) }))));
+    return el("header", {},
+      el("div", { class: "title" }, el("h1", {}, el("span", { class: "brand" }, "annotate · "), D.model), el("span", { class: "facts" }, facts.join(" · ")), verdict),
+      el("div", { class: "text-line", title: D.text }, "text: ", el("q", { text: D.text })),
+      tokens);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The flow chart.
+
+  function mark(s) {
+    if (s.diff === null || s.diff === undefined) return null;
+    return s.diff === 0 ? el("span", { class: "mark same", title: "bit-identical to transformers" }, "=")
+      : el("span", { class: "mark differs", title: "max |twin − transformers|" }, "Δ" + fmt(s.diff));
+  }
+  function stageBox(name, kind, label) {
+    const s = STAGE.get(name);
+    const cls = ["stage", kind || ""];
+    if (name === D.first_divergence) cls.push("first");
+    const box = el("div", {
+      class: cls.join(" "), "data-stage": name, tabindex: "0", role: "button", title: name,
+      onclick: () => select(name),
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(name); } },
+    },
+    kind === "add" ? el("span", { class: "plus" }, "+") : null,
+    el("span", { class: "step", text: label || (kind === "output" && s.layer !== null ? `layer ${s.layer} output` : D.short[name] || name) }),
+    el("span", { class: "shape", text: shapeText(s.shape) }),
+    mark(s));
+    return box;
+  }
+  function flowChart() {
+    const F = D.flow;
+    const pane = el("div", {});
+    pane.append(el("div", { class: "legend" },
+      el("span", {}, el("i", { class: "l-spine" }), "residual stream"),
+      el("span", {}, el("i", { class: "l-attn" }), "self-attention"),
+      el("span", {}, el("i", { class: "l-ffn" }), "feed-forward"),
+      el("span", {}, el("i", { class: "l-norm" }), "LayerNorm"),
+      el("span", {}, "⊕ add"),
+      D.diffed ? el("span", {}, el("b", { style: "color: var(--good)" }, "="), " bit-identical to transformers") : null));
+    pane.append(el("div", { class: "input-node" }, `input ids (1, ${T})`));
+    const spine = el("div", { class: "spine" });
+    let started = false;
+    for (const row of F.before) {
+      if (row.length > 1 || (!started && /(_embeddings|wte|wpe|token_type_embeds)$/.test(row[0]))) {
+        pane.append(el("div", { class: "lookups" }, el("div", { class: "branch-title", text: row.length > 1 ? "lookups, summed below" : "lookup" }), row.map((n) => stageBox(n, ""))));
+        continue;
+      }
+      started = true;
+      for (const n of row) { KIND_OF.set(n, "spine"); spine.append(el("div", { class: "on-spine" }, stageBox(n, /LayerNorm|layer_norm|ln_/.test(n) ? "norm" : ""))); }
+    }
+    spine.append(el("div", { class: "spine-label" }, "residual stream ↓"));
+    const summary = new Map(D.layers.map((r) => [r.layer, r]));
+    for (const layer of F.layers) spine.append(layerBox(layer, summary.get(layer.layer)));
+    // After the layers: a LayerNorm right after them (ln_f) and last_hidden_state are the stream
+    // itself; the rest (the pooler, a head's own layers) branch off its end, grouped by module.
+    const after = F.after.map(([n]) => n), isNorm = (n) => /LayerNorm|layer_norm|^ln_/.test(n.split(".").pop());
+    const parentOf = (n) => n.split(".").slice(0, -1).join(".") || n;
+    for (let i = 0; i < after.length;) {
+      const n = after[i];
+      if (n === "last_hidden_state" || (i === 0 && isNorm(n))) { KIND_OF.set(n, "spine"); spine.append(el("div", { class: "on-spine" }, stageBox(n, isNorm(n) ? "norm" : "output"))); i++; continue; }
+      const group = el("div", { class: "branch tail" }, el("div", { class: "branch-title", text: parentOf(n) }));
+      for (; i < after.length && after[i] !== "last_hidden_state" && parentOf(after[i]) === parentOf(n); i++) {
+        group.append(el("div", { class: "row" }, stageBox(after[i], isNorm(after[i]) ? "norm" : "", after[i].slice(parentOf(n).length + 1) || after[i])));
+      }
+      spine.append(group);
+    }
+    pane.append(spine);
+    pane.append(headNode());
+    return pane;
+  }
+  function layerBox(layer, sum) {
+    const i = layer.layer;
+    const names = [];
+    const body = el("div", { class: "layer-body" });
+    body.append(el("div", { class: "norm-note" }, D.flow.norm === "post-LN"
+      ? "post-LN: a LayerNorm sits on the stream after each ⊕"
+      : D.flow.norm === "pre-LN" ? "pre-LN: each branch opens with its LayerNorm; the stream is only added to" : ""));
+    for (const block of layer.blocks) {
+      if (block.kind === "branch") {
+        const kind = block.title === "self-attention" ? "attn" : "ffn";
+        const b = el("div", { class: "branch " + kind }, el("div", { class: "branch-title", text: block.title }));
+        for (const row of block.rows) {
+          b.append(el("div", { class: "row" }, row.map((n) => { names.push(n); KIND_OF.set(n, kind); return stageBox(n, /LayerNorm|layer_norm|^ln_|\.ln_/.test(n) ? "norm" : ""); })));
+        }
+        body.append(b);
+        body.append(el("div", { class: "join" }));
+      } else {
+        names.push(block.stage);
+        KIND_OF.set(block.stage, block.kind);
+        body.append(el("div", { class: "on-spine" }, stageBox(block.stage, block.kind)));
+      }
+    }
+    if (layer.output) { names.push(layer.output); KIND_OF.set(layer.output, "output"); body.append(el("div", { class: "on-spine" }, stageBox(layer.output, "output"))); }
+    for (const n of names) LAYER_OF.set(n, i);
+    const diverges = D.first_divergence && names.includes(D.first_divergence);
+    const bits = [];
+    if (sum && sum.norm !== null) {
+      bits.push(`|h| ${fmt(sum.norm)}`);
+      if (sum.change !== null) bits.push(`Δ ${pct(sum.change)}`);
+    }
+    const diffMark = sum && sum.diff !== null && sum.diff !== undefined
+      ? (sum.diff === 0 ? el("span", { class: "mark same", title: "every stage bit-identical" }, "=") : el("span", { class: "mark differs" }, "Δ" + fmt(sum.diff))) : null;
+    const box = el("div", { class: "layer" + (diverges ? " diverges" : ""), "data-layer-box": String(i) });
+    const head = el("button", {
+      class: "layer-head", "aria-expanded": "false",
+      title: `layer ${i}: |h| is the mean over tokens of each token's norm after the layer; Δ the mean relative change |h_out − h_in| / |h_in|. Click to open its stages.`,
+      onclick: () => openLayer(i, !box.classList.contains("open")),
+    }, el("span", { class: "layer-pill" }, el("span", { class: "chev" }, "▸"), ` layer ${i}`), el("span", { class: "layer-sum", text: bits.join(" · ") }), diffMark);
+    box.append(head, body);
+    return box;
+  }
+  function openLayer(i, open) {
+    const box = document.querySelector(`[data-layer-box="${i}"]`);
+    if (!box) return;
+    box.classList.toggle("open", open);
+    box.querySelector(".layer-head").setAttribute("aria-expanded", String(open));
+    box.querySelector(".chev").textContent = open ? "▾" : "▸";
+  }
+  function headNode() {
+    let text;
+    if (D.predictions) text = ["next token: ", el("b", { text: D.predictions[0].display }), ` ${pct(D.predictions[0].prob)}`];
+    else if (D.mask_predictions && D.mask_predictions.length) text = [`[MASK] at ${D.mask_predictions[0].position}: `, el("b", { text: D.mask_predictions[0].top[0].display }), ` ${pct(D.mask_predictions[0].top[0].prob)}`];
+    else if (D.mask_predictions) text = ["masked LM: the text has no mask token to fill"];
+    else if (D.labels) { const top = D.labels.reduce((a, b) => (b.prob > a.prob ? b : a)); text = ["label: ", el("b", { text: top.label }), ` ${pct(top.prob)}`]; }
+    else if (D.replaced) text = ["replaced-token detection, per token"];
+    else text = [`${D.model_class}: no head; its output is the last hidden state`];
+    return el("div", { class: "head-node", title: "the predictions", onclick: () => showTab("predictions") }, "▸ ", text);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The stage panel.
+
+  function dims(s) {
+    const kind = KIND_OF.get(s.name), sh = s.shape, step = s.name.split(".").pop();
+    const hidden = (() => { const o = D.flow.layers.length && D.flow.layers[0].output; return o ? STAGE.get(o).shape.at(-1) : null; })();
+    const last = (n) => (n === hidden ? "C" : kind === "ffn" ? "d_ff" : n === T ? "T" : "·");
+    if (sh.length === 4) return ["B", "nh", "T", /scores|probs/.test(step) ? "T" : "hs"];
+    if (sh.length === 3) return ["B", "T", last(sh[2])];
+    if (sh.length === 2) return ["B", last(sh[1])];
+    return null;
+  }
+  function histogram(s) {
+    const W = 380, H = 120, m = { l: 6, r: 6, t: 6, b: 20 };
+    const n = s.hist.length, top = Math.max(...s.hist, 1), bw = (W - m.l - m.r) / n;
+    const finite = typeof s.stats.min === "number" && typeof s.stats.max === "number";
+    const lo = finite ? s.stats.min : 0, hi = finite ? s.stats.max : n; // an overflow: bins unlabelled
+    const g = sv("svg", { class: "hist", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": "histogram of the values" });
+    s.hist.forEach((c, i) => {
+      const h = c ? Math.max(1, ((H - m.t - m.b) * c) / top) : 0;
+      const a = lo + ((hi - lo) * i) / n, b = lo + ((hi - lo) * (i + 1)) / n;
+      g.append(sv("rect", { class: "bar", x: m.l + i * bw + 0.5, y: H - m.b - h, width: Math.max(1, bw - 1), height: h },
+        sv("title", { text: `${fmt(a)} … ${fmt(b)}: ${c} values` })));
+    });
+    g.append(sv("line", { x1: m.l, x2: W - m.r, y1: H - m.b + 0.5, y2: H - m.b + 0.5, stroke: "#8c959f" }));
+    g.append(sv("text", { x: m.l, y: H - 5, text: finite ? fmt(lo) : "finite values only" }));
+    if (finite) g.append(sv("text", { x: W - m.r, y: H - 5, "text-anchor": "end", text: fmt(hi) }));
+    if (finite && lo < 0 && hi > 0) {
+      const x = m.l + ((W - m.l - m.r) * (0 - lo)) / (hi - lo);
+      g.append(sv("line", { x1: x, x2: x, y1: m.t, y2: H - m.b + 4, stroke: "#cf222e", "stroke-dasharray": "2 2" }));
+      if (x - m.l > 40 && W - m.r - x > 40) g.append(sv("text", { x, y: H - 5, "text-anchor": "middle", text: "0" })); // else it would sit on min or max
+    }
+    return g;
+  }
+  function codeBlock(snip, who) {
+    const pre = el("pre", { class: "code" });
+    for (const [n, text, hit] of snip.lines) pre.append(el("span", { class: "l" + (hit ? " hit" : "") }, el("span", { class: "n", text: n ? String(n) : "" }), text));
+    return el("div", { class: "source" },
+      el("div", { class: "where", title: snip.path }, el("span", { class: "who", text: who }), snip.where, " ", el("span", { class: "fn", text: snip.function.split(".").slice(-2).join(".") })),
+      pre);
+  }
+  function stagePanel() {
+    const s = STAGE.get(state.stage);
+    const panel = document.getElementById("stage-panel");
+    panel.replaceChildren();
+    panel.dataset.selected = s.name;
+    const kind = KIND_OF.get(s.name);
+    const where = s.layer !== null ? `layer ${s.layer}` + (kind === "attn" ? " · self-attention branch" : kind === "ffn" ? " · feed-forward branch" : kind === "add" ? " · residual add, on the stream" : kind === "norm" ? " · on the residual stream" : "") : "outside the layers";
+    const d = dims(s);
+    const meta = el("div", { class: "meta" }, where, " · shape ", el("code", { text: shapeText(s.shape) }), d ? [" = ", el("code", { text: "(" + d.join(", ") + ")" })] : null);
+    const e = s.explain !== null ? D.explanations[s.explain] : null;
+    const head = el("div", { class: "card" }, el("h2", { text: s.name }), meta);
+    if (e && e.formula) head.append(el("div", { class: "formula", title: "in the paper's notation" }, e.formula));
+    panel.append(head);
+
+    const stats = el("table", { class: "stats" }, ["mean", "std", "min", "max"].map((k) => el("tr", {}, el("td", { text: k }), el("td", { text: fmt(s.stats[k]) }))));
+    const numbers = el("div", { class: "card" }, el("h3", { text: "values" }), el("div", { class: "stats-row" }, stats, histogram(s)));
+    if (s.diff !== null && s.diff !== undefined) {
+      const first = s.name === D.first_divergence;
+      numbers.append(el("div", { class: "diffline " + (s.diff === 0 ? "same" : "differs") },
+        s.diff === 0 ? "max |twin − transformers| = 0: bit-identical" : `max |twin − transformers| = ${typeof s.diff === "number" ? s.diff.toExponential(3) : s.diff}` + (first ? " — the first stage that differs" : "")));
+    }
+    if (/probs|scores/.test(s.name.split(".").pop()) && s.layer !== null) {
+      numbers.append(el("button", { class: "jump", onclick: () => { state.layer = s.layer; showTab("attention"); } }, `see layer ${s.layer}'s ${NH} heads →`));
+    }
+    panel.append(numbers);
+
+    const src = el("div", { class: "card", id: "source-panel" }, el("h3", { text: "the code that computes it" }));
+    if (!e) src.append(el("div", { class: "note", text: "no explanation for this stage (annotate/stages.py)" }));
+    else {
+      const grid = el("div", { class: "sources" });
+      const hf = el("div", {});
+      if (e.hf.length) e.hf.forEach((snip) => hf.append(codeBlock(snip, `transformers${D.transformers ? " " + D.transformers : ""}`)));
+      else hf.append(el("div", { class: "note", text: "transformers' side: unknown" }));
+      grid.append(hf);
+      grid.append(e.twin ? codeBlock(e.twin, "twin") : el("div", { class: "note", text: "twin: no record call found" }));
+      src.append(grid);
+      if (e.note) src.append(el("div", { class: "note", text: e.note }));
+    }
+    panel.append(src);
+  }
+  function select(name, opts) {
+    if (!STAGE.has(name)) return;
+    state.stage = name;
+    document.querySelectorAll(".stage.selected").forEach((b) => b.classList.remove("selected"));
+    const box = document.querySelector(`.stage[data-stage="${CSS.escape(name)}"]`);
+    if (LAYER_OF.has(name)) openLayer(LAYER_OF.get(name), true);
+    if (box) {
+      box.classList.add("selected");
+      if (!(opts && opts.noScroll)) box.scrollIntoView({ block: opts && opts.center ? "center" : "nearest" });
+    }
+    stagePanel();
+    if (!(opts && opts.keepTab)) showTab("stage");
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Attention: one head large, beside it the bertviz-style view; below, every head of every layer.
+
+  function attentionPanel() {
+    const p = document.getElementById("attention-panel");
+    const layerPick = el("div", { class: "pick", id: "layer-pick" }, el("span", { text: "layer" }),
+      Array.from({ length: L }, (_, l) => el("button", { "data-pick-layer": String(l), onclick: () => pick(l, state.head) }, String(l))));
+    const headPick = el("div", { class: "pick", id: "head-pick" }, el("span", { text: "head" }),
+      Array.from({ length: NH }, (_, h) => el("button", { "data-pick-head": String(h), onclick: () => pick(state.layer, h) }, String(h))),
+      el("label", {}, el("input", { type: "checkbox", checked: state.scaleHead, onchange: (ev) => { state.scaleHead = ev.target.checked; redrawAll(); } }), " scale each head to its own maximum"));
+    const ramp = el("canvas", { class: "ramp", width: "120", height: "1" });
+    const rc = ramp.getContext("2d"), ri = rc.createImageData(120, 1);
+    for (let x = 0; x < 120; x++) { const i = Math.round((x / 119) * 255) * 3; ri.data.set([LUT[i], LUT[i + 1], LUT[i + 2], 255], x * 4); }
+    rc.putImageData(ri, 0, 0);
+    const scale = el("div", { class: "scale" }, "0", ramp, el("span", { id: "scale-top", text: "head max" }), D.causal ? " · grey: the future, masked" : null);
+    p.append(el("div", { class: "card" },
+      el("div", { class: "att-controls" }, layerPick, headPick),
+      el("div", { class: "hint" }, "rows: the query token (who looks), columns: the key token (who is looked at); each row sums to 1. Hover for values; ← → heads, ↑ ↓ layers."),
+      el("div", { class: "att-main" },
+        el("div", {}, el("h3", { id: "big-title" }), el("canvas", { id: "big" }), scale),
+        el("div", {}, el("h3", { text: "query → key, lines weighted by attention" }), el("div", { class: "hint", id: "bv-hint", text: "hover a token to see only its lines; click to pin" }), el("div", { class: "bv-scroll" }, el("canvas", { id: "bv" }))))));
+    const grid = el("div", { class: "heads", style: `grid-template-columns: 34px repeat(${NH}, minmax(0, ${T > 64 ? 84 : 64}px))` });
+    grid.append(el("div", {}));
+    for (let h = 0; h < NH; h++) grid.append(el("div", { class: "lab", style: "text-align:center", text: `h${h}` }));
+    const io = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+      for (const en of entries) if (en.isIntersecting && !en.target.dataset.drawn) paintHead(en.target, +en.target.dataset.layer, +en.target.dataset.head);
+    }, { rootMargin: "200px" }) : null;
+    for (let l = 0; l < L; l++) {
+      grid.append(el("div", { class: "lab", text: `L${l}` }));
+      for (let h = 0; h < NH; h++) {
+        const c = el("canvas", { width: String(T), height: String(T), "data-layer": String(l), "data-head": String(h), title: `layer ${l}, head ${h}` });
+        c.addEventListener("click", () => pick(l, h));
+        c.addEventListener("mousemove", (ev) => { const r = c.getBoundingClientRect(); cellTip(ev, l, h, Math.floor(((ev.clientY - r.top) / r.height) * T), Math.floor(((ev.clientX - r.left) / r.width) * T)); });
+        c.addEventListener("mouseleave", hideTip);
+        if (io) io.observe(c); else paintHead(c, l, h);
+        grid.append(c);
+      }
+    }
+    p.append(el("div", { class: "card" }, el("h3", { text: `every head: ${L} layers × ${NH} heads (click one to look closer)` }), grid));
+    const big = document.getElementById("big");
+    big.addEventListener("mousemove", bigHover);
+    big.addEventListener("mouseleave", () => { hideTip(); drawBig(); });
+    const bv = document.getElementById("bv");
+    bv.addEventListener("mousemove", bvHover);
+    bv.addEventListener("mouseleave", () => { if (state.focus) { state.focus = null; drawBertviz(); } });
+    bv.addEventListener("click", () => { state.pinned = state.pinned ? null : state.focus; drawBertviz(); });
+  }
+  function cellTip(ev, l, h, q, k) {
+    if (q < 0 || k < 0 || q >= T || k >= T) return hideTip();
+    showTip(ev, `layer ${l} head ${h}\nquery ${tokName(q)}\nkey   ${tokName(k)}\n` + (masked(q, k) ? "masked (the future)" : `attention ${weight(l, h, q, k).toFixed(4)}`));
+  }
+  function pick(l, h) {
+    state.layer = Math.max(0, Math.min(L - 1, l));
+    state.head = Math.max(0, Math.min(NH - 1, h));
+    state.focus = state.pinned = null;
+    document.querySelectorAll("[data-pick-layer]").forEach((b) => b.classList.toggle("on", +b.dataset.pickLayer === state.layer));
+    document.querySelectorAll("[data-pick-head]").forEach((b) => b.classList.toggle("on", +b.dataset.pickHead === state.head));
+    document.querySelectorAll(".heads canvas.on").forEach((c) => c.classList.remove("on"));
+    const thumb = document.querySelector(`.heads canvas[data-layer="${state.layer}"][data-head="${state.head}"]`);
+    if (thumb) { thumb.classList.add("on"); if (!thumb.dataset.drawn) paintHead(thumb, state.layer, state.head); }
+    drawBig();
+    drawBertviz();
+  }
+  function redrawAll() {
+    document.querySelectorAll(".heads canvas").forEach((c) => { delete c.dataset.drawn; });
+    document.querySelectorAll(".heads canvas").forEach((c) => { const r = c.getBoundingClientRect(); if (r.bottom > -200 && r.top < window.innerHeight + 200) paintHead(c, +c.dataset.layer, +c.dataset.head); });
+    drawBig();
+    drawBertviz();
+  }
+  const BIG = { x0: 0, y0: 0, size: 0 };
+  function drawBig(hq, hk) {
+    const canvas = document.getElementById("big");
+    const { layer: l, head: h } = state;
+    document.getElementById("big-title").textContent = `layer ${l}, head ${h}: query × key`;
+    document.getElementById("scale-top").textContent = state.scaleHead ? `${maxOf(l, h).toFixed(3)} (this head's max)` : "1";
+    const labels = T <= 48;
+    const ctx0 = canvas.getContext("2d");
+    ctx0.font = "11px " + getComputedStyle(document.body).getPropertyValue("--mono");
+    const lw = labels ? Math.min(110, 8 + Math.max(...D.tokens.map((t) => ctx0.measureText(t).width))) : 28;
+    const avail = Math.max(240, Math.min(440, (document.getElementById("right").clientWidth || 900) - 520));
+    const size = Math.floor(avail / T) * T || avail;
+    const W = lw + size + 4, H = lw + size + 4, dpr = window.devicePixelRatio || 1;
+    canvas.width = W * dpr; canvas.height = H * dpr; canvas.style.width = W + "px"; canvas.style.height = H + "px";
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(headImage(l, h), lw, lw, size, size);
+    Object.assign(BIG, { x0: lw, y0: lw, size });
+    ctx.fillStyle = "#57606a";
+    ctx.font = "11px " + getComputedStyle(document.body).getPropertyValue("--mono");
+    const cell = size / T;
+    if (labels) {
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "right";
+      for (let i = 0; i < T; i++) { ctx.fillStyle = i === hq ? "#0969da" : "#57606a"; ctx.fillText(D.tokens[i], lw - 4, lw + (i + 0.5) * cell, lw - 6); }
+      ctx.save();
+      ctx.translate(lw, lw);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = "left";
+      for (let j = 0; j < T; j++) { ctx.fillStyle = j === hk ? "#0969da" : "#57606a"; ctx.fillText(D.tokens[j], 4, (j + 0.5) * cell, lw - 6); }
+      ctx.restore();
+    } else {
+      ctx.textAlign = "right";
+      ctx.textBaseline = "middle";
+      for (let i = 0; i < T; i += 16) ctx.fillText(String(i), lw - 3, lw + (i + 0.5) * cell);
+      ctx.textAlign = "center";
+      ctx.textBaseline = "bottom";
+      for (let j = 0; j < T; j += 16) ctx.fillText(String(j), lw + (j + 0.5) * cell, lw - 2);
+    }
+    if (hq !== undefined) {
+      ctx.strokeStyle = "#cf222e";
+      ctx.lineWidth = 1.5;
+      ctx.strokeRect(lw, lw + hq * cell, size, cell);
+      ctx.strokeRect(lw + hk * cell, lw, cell, size);
+    }
+  }
+  function bigHover(ev) {
+    const r = ev.target.getBoundingClientRect();
+    const x = ev.clientX - r.left - BIG.x0, y = ev.clientY - r.top - BIG.y0;
+    if (x < 0 || y < 0 || x >= BIG.size || y >= BIG.size) { hideTip(); return; }
+    const q = Math.floor((y / BIG.size) * T), k = Math.floor((x / BIG.size) * T);
+    drawBig(q, k);
+    cellTip(ev, state.layer, state.head, q, k);
+  }
+  const BV = { rh: 18, xl: 0, xr: 0, top: 24 };
+  function drawBertviz() {
+    const canvas = document.getElementById("bv");
+    const { layer: l, head: h } = state;
+    const focus = state.pinned || state.focus;
+    const ctx0 = canvas.getContext("2d");
+    const font = "12px " + getComputedStyle(document.body).getPropertyValue("--mono");
+    ctx0.font = font;
+    const tw = Math.min(150, 10 + Math.max(...D.tokens.map((t, i) => ctx0.measureText(t + " " + i).width)));
+    const rh = T > 64 ? 14 : 18, gap = 190, top = 24;
+    const pad = 46; // room for a weight beside each token when one is focused
+    const W = pad + tw * 2 + gap + pad, H = top + T * rh + 8, dpr = window.devicePixelRatio || 1;
+    canvas.width = W * dpr; canvas.height = H * dpr; canvas.style.width = W + "px"; canvas.style.height = H + "px";
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    ctx.font = font;
+    const xl = pad + tw, xr = xl + gap;
+    Object.assign(BV, { rh, xl, xr, top, tw });
+    const scale = state.scaleHead ? 1 / maxOf(l, h) : 1;
+    const y = (i) => top + (i + 0.5) * rh;
+    ctx.fillStyle = "#57606a";
+    ctx.textAlign = "center";
+    ctx.fillText("query", xl - tw / 2, 14);
+    ctx.fillText("key", xr + tw / 2, 14);
+    ctx.strokeStyle = headColor(h);
+    for (let q = 0; q < T; q++) {
+      if (focus && focus.side === "q" && focus.i !== q) continue;
+      for (let k = 0; k < T; k++) {
+        if (focus && focus.side === "k" && focus.i !== k) continue;
+        if (masked(q, k)) continue;
+        const w = Math.min(1, weight(l, h, q, k) * scale);
+        if (w < 0.01) continue;
+        ctx.globalAlpha = focus ? Math.max(0.08, w) : w * 0.9;
+        ctx.lineWidth = focus ? 1 + 3 * w : 1 + 1.5 * w;
+        ctx.beginPath();
+        ctx.moveTo(xl + 4, y(q));
+        ctx.lineTo(xr - 4, y(k));
+        ctx.stroke();
+      }
+    }
+    ctx.globalAlpha = 1;
+    ctx.textBaseline = "middle";
+    for (let i = 0; i < T; i++) {
+      const t = D.tokens[i];
+      const onQ = focus && focus.side === "q" && focus.i === i, onK = focus && focus.side === "k" && focus.i === i;
+      if (onQ) { ctx.fillStyle = "#ddf4ff"; ctx.fillRect(xl - tw, y(i) - rh / 2, tw, rh); }
+      if (onK) { ctx.fillStyle = "#ddf4ff"; ctx.fillRect(xr, y(i) - rh / 2, tw, rh); }
+      let wk = null, wq = null;
+      if (focus && focus.side === "q" && !masked(focus.i, i)) wk = weight(l, h, focus.i, i);
+      if (focus && focus.side === "k" && !masked(i, focus.i)) wq = weight(l, h, i, focus.i);
+      if (wk !== null) {
+        ctx.fillStyle = headColor(h); ctx.globalAlpha = 0.25; ctx.fillRect(xr, y(i) - rh / 2 + 2, tw * Math.min(1, wk * scale), rh - 4); ctx.globalAlpha = 1;
+        ctx.fillStyle = "#57606a"; ctx.textAlign = "left"; ctx.fillText(wk.toFixed(3), xr + tw + 4, y(i));
+      }
+      if (wq !== null) {
+        ctx.fillStyle = headColor(h); ctx.globalAlpha = 0.25; const bw = tw * Math.min(1, wq * scale); ctx.fillRect(xl - bw, y(i) - rh / 2 + 2, bw, rh - 4); ctx.globalAlpha = 1;
+        ctx.fillStyle = "#57606a"; ctx.textAlign = "right"; ctx.fillText(wq.toFixed(3), xl - tw - 4, y(i));
+      }
+      ctx.fillStyle = "#1f2328";
+      ctx.textAlign = "right";
+      ctx.fillText(t, xl - 4, y(i), tw - 8);
+      ctx.textAlign = "left";
+      ctx.fillText(t, xr + 4, y(i), tw - 8);
+    }
+    document.getElementById("bv-hint").textContent = focus
+      ? (focus.side === "q" ? `query ${tokName(focus.i)}: where it looks` : `key ${tokName(focus.i)}: who looks at it`) + (state.pinned ? " (pinned; click to release)" : "")
+      : "hover a token to see only its lines; click to pin";
+  }
+  function bvHover(ev) {
+    if (state.pinned) return;
+    const r = ev.target.getBoundingClientRect();
+    const x = ev.clientX - r.left, yy = ev.clientY - r.top;
+    const i = Math.floor((yy - BV.top) / BV.rh);
+    let focus = null;
+    if (i >= 0 && i < T) {
+      if (x <= BV.xl) focus = { side: "q", i };
+      else if (x >= BV.xr) focus = { side: "k", i };
+    }
+    const same = (a, b) => (a === b) || (a && b && a.side === b.side && a.i === b.i);
+    if (!same(focus, state.focus)) { state.focus = focus; drawBertviz(); }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The residual stream: |h| of each token at each point of the stream.
+
+  function streamPanel() {
+    const p = document.getElementById("stream-panel");
+    const S = D.stream, P = S.labels.length;
+    const card = el("div", { class: "card stream" }, el("h3", { text: "the residual stream: |h| per token, along the stream" }),
+      el("div", { class: "hint", text: `The L2 norm of each token's hidden vector at each point of the stream: after the embeddings, after each ⊕ (${D.flow.norm === "post-LN" ? "post-LN: after the LayerNorm that follows it" : "pre-LN: the stream as it is added to"})${S.labels.at(-1) === "final norm" ? ", and after the final LayerNorm" : ""}. One line per token; the dashed line is their mean. Click a point's name to open that stage.` }));
+    p.append(card);
+    if (P === 0) { card.append(el("div", { class: "note", text: "no stream states recorded" })); return; }
+    const W = 900, H = 380, m = { l: 76, r: 18, t: 12, b: 76 };
+    let ymax = 0;
+    for (const row of S.norms) for (const v of row) ymax = Math.max(ymax, v);
+    ymax = ymax * 1.05 || 1;
+    const x = (i) => m.l + (P === 1 ? (W - m.l - m.r) / 2 : (i * (W - m.l - m.r)) / (P - 1));
+    const y = (v) => m.t + (1 - v / ymax) * (H - m.t - m.b);
+    const g = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "norm of each token's hidden state along the residual stream" });
+    const grid = sv("g", { class: "grid" });
+    const step = niceStep(ymax / 5);
+    for (let v = 0; v <= ymax; v += step) {
+      grid.append(sv("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }));
+      g.append(sv("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end", text: fmt(v) }));
+    }
+    for (let i = 0; i < P; i++) grid.append(sv("line", { x1: x(i), x2: x(i), y1: m.t, y2: H - m.b }));
+    g.prepend(grid);
+    g.append(sv("text", { x: 24, y: m.t + (H - m.t - m.b) / 2, transform: `rotate(-90 24 ${m.t + (H - m.t - m.b) / 2})`, "text-anchor": "middle", text: "|h|" }));
+    S.labels.forEach((lab, i) => {
+      g.append(sv("text", { class: "xl", x: x(i), y: H - m.b + 14, transform: `rotate(-40 ${x(i)} ${H - m.b + 14})`, "text-anchor": "end", text: lab, onclick: () => select(S.stages[i]) }, sv("title", { text: S.stages[i] })));
+    });
+    const lines = [];
+    for (let t = 0; t < T; t++) {
+      const pts = S.norms.map((row, i) => `${x(i).toFixed(1)},${y(row[t]).toFixed(1)}`).join(" ");
+      const pl = sv("polyline", { class: "tokline", points: pts, stroke: tokColor(t), "data-token": String(t) }, sv("title", { text: `${tokName(t)}: ` + S.norms.map((row) => fmt(row[t])).join(" → ") }));
+      pl.addEventListener("mouseenter", () => focusToken(g, t));
+      pl.addEventListener("mouseleave", () => focusToken(g, null));
+      lines.push(pl);
+    }
+    g.append(...lines);
+    const mean = S.norms.map((row) => row.reduce((a, b) => a + b, 0) / T);
+    g.append(sv("polyline", { class: "mean", points: mean.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ") }, sv("title", { text: "mean: " + mean.map(fmt).join(" → ") })));
+    card.append(g);
+    card.append(el("div", { class: "tokkey" }, D.tokens.map((t, i) => {
+      const chip = el("span", { class: "tok", style: `border-left-color: ${tokColor(i)}` }, t, el("sub", { text: String(i) }));
+      chip.addEventListener("mouseenter", () => focusToken(g, i));
+      chip.addEventListener("mouseleave", () => focusToken(g, null));
+      return chip;
+    })));
+  }
+  function niceStep(raw) {
+    const p = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+    for (const f of [1, 2, 2.5, 5, 10]) if (raw <= f * p) return f * p;
+    return 10 * p;
+  }
+  function focusToken(svg, t) {
+    svg.classList.toggle("focus", t !== null);
+    svg.querySelectorAll("polyline.tokline.hl").forEach((pl) => pl.classList.remove("hl"));
+    document.querySelectorAll("#tokens .tok.hl").forEach((c) => c.classList.remove("hl"));
+    if (t === null) return;
+    const pl = svg.querySelector(`polyline[data-token="${t}"]`);
+    pl.classList.add("hl");
+    pl.parentNode.append(pl); // on top
+    const chip = document.querySelectorAll("#tokens .tok")[t];
+    if (chip) chip.classList.add("hl");
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Predictions.
+
+  function predRows(list) {
+    return list.map((r) => el("div", { class: "pred" }, el("span", { class: "t", text: r.name, title: r.title || "" }), el("div", { class: "bar" }, el("i", { style: `width: ${(100 * r.prob).toFixed(2)}%` })), el("span", { class: "p", text: pct(r.prob) })));
+  }
+  function predictionsPanel() {
+    const p = document.getElementById("predictions-panel");
+    const card = el("div", { class: "card preds" });
+    p.append(card);
+    let any = false;
+    if (D.predictions) {
+      any = true;
+      card.append(el("h3", { text: `next token after “${D.tokens.slice(-6).join("")}”` }),
+        ...predRows(D.predictions.map((x) => ({ name: x.display, prob: x.prob, title: `id ${x.id} · ${x.token}` }))));
+    }
+    if (D.mask_predictions) {
+      any = true;
+      if (!D.mask_predictions.length) card.append(el("div", { class: "note", text: "a masked language model: put [MASK] (or <mask>) in the text to see its answers" }));
+      for (const m of D.mask_predictions) {
+        const from = Math.max(0, m.position - 4), to = Math.min(T, m.position + 3);
+        const ctx = (from > 0 ? "… " : "") + D.tokens.slice(from, to).join(" ") + (to < T ? " …" : "");
+        card.append(el("h3", { text: `${D.tokens[m.position]} at token ${m.position} (${ctx})` }),
+          ...predRows(m.top.map((x) => ({ name: x.display, prob: x.prob, title: `id ${x.id}` }))));
+      }
+    }
+    if (D.labels) {
+      any = true;
+      card.append(el("h3", { text: "labels" }), ...predRows(D.labels.map((x) => ({ name: x.label, prob: x.prob }))));
+    }
+    if (D.replaced) {
+      any = true;
+      card.append(el("h3", { text: "probability that each token was replaced" }), ...predRows(D.replaced.map((x) => ({ name: `${x.position}:${x.token}`, prob: x.prob }))));
+    }
+    if (!any) card.append(el("div", { class: "note", text: `${D.model_class} has no head: it outputs the hidden states (last_hidden_state${D.flow.after.some(([n]) => /pooler/.test(n)) ? " and the pooled [CLS] vector" : ""}), nothing to predict. A checkpoint with a head (…ForMaskedLM, GPT2LMHeadModel, …ForSequenceClassification) shows its predictions here.` }));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Tabs, keys, start.
+
+  function showTab(name) {
+    state.tab = name;
+    document.querySelectorAll(".tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === name)));
+    document.querySelectorAll(".panel").forEach((p) => p.classList.toggle("active", p.id === name + "-panel"));
+    if (name === "attention") pick(state.layer, state.head);
+  }
+  function main() {
+    const app = document.getElementById("app");
+    const right = el("section", { id: "right" },
+      el("nav", { class: "tabs", role: "tablist" }, [["stage", "Stage"], ["attention", "Attention"], ["stream", "Residual stream"], ["predictions", "Predictions"]].map(([k, label]) =>
+        el("button", { role: "tab", "data-tab": k, "aria-selected": "false", onclick: () => showTab(k) }, label))),
+      el("div", { class: "panel", id: "stage-panel" }),
+      el("div", { class: "panel", id: "attention-panel" }),
+      el("div", { class: "panel", id: "stream-panel" }),
+      el("div", { class: "panel", id: "predictions-panel" }));
+    app.replaceChildren(header(), el("main", {}, el("aside", { id: "flow-pane" }, flowChart()), right), tip);
+    attentionPanel();
+    streamPanel();
+    predictionsPanel();
+    document.addEventListener("keydown", (ev) => {
+      if (state.tab !== "attention" || ev.target.tagName === "INPUT") return;
+      const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[ev.key];
+      if (!moves) return;
+      ev.preventDefault();
+      pick(state.layer + moves[0], state.head + moves[1]);
+    });
+    window.addEventListener("resize", () => { if (state.tab === "attention") { drawBig(); } });
+    const probs = D.stages.find((s) => s.layer === 0 && s.name.split(".").pop() === "probs");
+    const first = D.first_divergence || (probs ? probs.name : D.stages[0].name);
+    if (LAYER_OF.has(first)) openLayer(LAYER_OF.get(first), true);
+    else if (L) openLayer(0, true);
+    select(first, { noScroll: !D.first_divergence, center: true }); // the first divergence: shown where it is in the chart
+    requestAnimationFrame(() => requestAnimationFrame(() => { window.annotateReady = true; document.body.dataset.ready = "1"; }));
+  }
+  main();
+})();

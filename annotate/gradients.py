@@ -1,0 +1,233 @@
+"""What ``annotate trace --grad`` adds to a trace: the model's natural loss, backpropagated, and
+each stage's gradient (d loss / d stage) beside its value, under the same name.
+
+The loss, by what the head predicts (the twin's ``task``), computed by the head itself from
+``labels``, as transformers computes it:
+
+- a causal LM (GPT-2): the language-model loss of the text, each token predicted from the ones
+  before it (labels = the input ids; the head shifts them);
+- a masked LM: the cross-entropy of ``--target WORD`` at each mask token (default: the model's
+  own top prediction there, the loss that sharpens what it already believes);
+- a classifier: the cross-entropy of ``--label`` (default: the predicted label); a regression
+  head (one label) the squared error to ``--label VALUE``; a multi-label head the binary
+  cross-entropy of the labels named (default: those predicted);
+- next-sentence and pre-training heads: the same for the sentence label (and the masks);
+- ELECTRA's discriminator: binary cross-entropy of its own replaced / original calls.
+
+A model without a head has no loss to take, and is refused. The twin runs as for the trace, in
+eval mode (no dropout): the values are the trace's, and the gradients are those of these values.
+With ``--diff``, transformers' model takes the same loss and its gradients are caught under the
+twin's names (annotate.capture), stage by stage and parameter by parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from annotate.errors import UserError
+from reimpl import registry
+from reimpl.states import recording
+
+
+@dataclasses.dataclass
+class Loss:
+    kind: str  # the head's task: "causal-lm", "masked-lm", "sequence-classification", ...
+    value: float
+    target: str  # what the loss scores: "the text", a word ("paris"), a label ("positive")
+    description: str  # one line: "cross-entropy of 'paris' at [MASK] (position 6)"
+    abs_diff: float | None = None  # |twin's loss - transformers'| under --diff
+
+
+def _one_token(tokenizer, word: str) -> int:
+    """The vocabulary id of ``word``: a token as spelled (``##ing``, ``Ġcat``), or a word the
+    tokenizer turns into one token (for a byte-level BPE, as after a space, where a mask sits)."""
+    if tokenizer.fast is not None:
+        if (id := tokenizer.fast.token_to_id(word)) is not None:
+            return id
+        byte_level = type(tokenizer.fast.decoder).__name__ == "ByteLevel"
+        attempts = ([" " + word] if byte_level else []) + [word]
+        encodings = [tokenizer.fast.encode(text, add_special_tokens=False) for text in attempts]
+        pieces = [(e.ids, e.tokens) for e in encodings]
+    else:
+        pieces = [(ids := tokenizer.auto(word, add_special_tokens=False)["input_ids"], tokenizer.auto.convert_ids_to_tokens(ids))]
+    for ids, _ in pieces:
+        if len(ids) == 1:
+            return ids[0]
+    ids, tokens = pieces[-1]
+    raise UserError(f"--target {word!r} is {len(ids)} tokens ({' '.join(tokens)}); it must be one token of the vocabulary")
+
+
+def _label_id(names: dict[int, str], given: str, what: str) -> int:
+    """A label by its name (config.id2label's) or its number."""
+    for id, name in names.items():
+        if name == given:
+            return id
+    if given.isdigit() and int(given) in names:
+        return int(given)
+    raise UserError(f"--label {given!r} is not one of this {what}'s labels: {', '.join(names.values())} (or their numbers 0-{len(names) - 1})")
+
+
+def choose(result, twin, inputs: dict[str, torch.Tensor], tokenizer, target: str | None, label: str | None) -> tuple[dict[str, torch.Tensor], Loss]:
+    """The ``labels`` for the twin's forward, and what the loss is, from the head's task and the
+    trace's predictions (the defaults)."""
+    ids = result.ids
+    task = getattr(twin, "task", None)
+    if task is None:
+        heads = ", ".join(cls.__name__ for cls in registry.architecture_of(twin).heads)
+        raise UserError(
+            f"--grad needs a loss, and {type(twin).__name__} has no head to take one from: use a checkpoint "
+            f"saved with a head ({heads}), e.g. a classifier fine-tuned from it (guide 9)"
+        )
+    if target is not None and task not in ("masked-lm", "pretraining"):
+        raise UserError(f"--target is for a masked LM (the word to score at each mask); {type(twin).__name__} is a {task} head")
+    if label is not None and task not in ("sequence-classification", "next-sentence", "pretraining"):
+        raise UserError(f"--label is for a classifier (the label to score); {type(twin).__name__} is a {task} head")
+    T = len(ids)
+    labels: dict[str, torch.Tensor] = {}
+    described: list[str] = []
+    targets: list[str] = []
+    if task == "causal-lm":
+        labels["labels"] = torch.tensor([ids])  # shifted inside the head: token t + 1 scored at position t
+        targets.append("the text")
+        described.append(f"mean cross-entropy of each next token ({T - 1} predictions)")
+    if task in ("masked-lm", "pretraining"):
+        if not result.mask_predictions:
+            mask = tokenizer.token(tokenizer.mask_token_id(result.folder)) or "[MASK]"
+            raise UserError(f"--grad: a masked LM's loss is the cross-entropy at its mask tokens, and the text has none: put {mask} where a word is to be predicted")
+        masked = torch.full((1, T), -100)  # -100: not scored
+        for m in result.mask_predictions:
+            id = _one_token(tokenizer, target) if target is not None else m.top[0].id
+            masked[0, m.position] = id
+            targets.append(tokenizer.token(id))
+        labels["labels"] = masked
+        where = ", ".join(str(m.position) for m in result.mask_predictions)
+        described.append(f"cross-entropy of {', '.join(repr(t) for t in dict.fromkeys(targets))} at the mask (position {where})")
+    if task in ("sequence-classification", "next-sentence", "pretraining"):
+        names = twin.config.id2label if task == "sequence-classification" else twin.sentence_labels
+        predicted = max(range(len(result.labels)), key=lambda i: result.labels[i].prob)
+        problem = twin.config.problem_type if task == "sequence-classification" else None
+        if task == "sequence-classification" and problem is None and twin.num_labels == 1:
+            problem = "regression"
+        key = "labels"
+        if task == "pretraining":  # BERT's next_sentence_label, ALBERT's sentence_order_label
+            key = next(k for k in inspect.signature(twin.forward).parameters if k.endswith("_label"))
+        if problem == "regression":
+            if label is None:
+                raise UserError("--grad: a regression head (one output) needs the value to score against: --label VALUE")
+            try:
+                value = float(label)
+            except ValueError:
+                raise UserError(f"--label {label!r}: a regression head takes a number") from None
+            labels[key] = torch.tensor([value])
+            targets.append(label)
+            described.append(f"squared error to {value}")
+        elif problem == "multi_label_classification":
+            if label:
+                chosen = [_label_id(names, name.strip(), "model") for name in label.split(",")]
+            else:  # what it predicts: each label whose own sigmoid passes 0.5, i.e. whose logit is positive
+                with torch.no_grad():
+                    chosen = (twin(**inputs).logits[0] > 0).nonzero().flatten().tolist()
+            hot = torch.zeros(1, len(names))
+            hot[0, chosen] = 1.0
+            labels[key] = hot
+            targets.append(",".join(names[i] for i in chosen) or "none")
+            described.append(f"binary cross-entropy of each label against {{{targets[-1]}}}")
+        else:
+            id = _label_id(names, label, "model") if label is not None else predicted
+            labels[key] = torch.tensor([id])
+            targets.append(names[id])
+            described.append(f"cross-entropy of the label {names[id]!r}")
+    if task == "replaced-token-detection":
+        calls = torch.tensor([[1 if r.prob > 0.5 else 0 for r in result.replaced]])
+        labels["labels"] = calls
+        targets.append("its own calls")
+        described.append(f"binary cross-entropy of its own calls ({int(calls.sum())} of {T} replaced)")
+    text = " + ".join(described)  # two only for pre-training, whose loss is the sum
+    return labels, Loss(task, float("nan"), ", ".join(dict.fromkeys(targets)), text)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """transformers' load report, progress bar and warnings (GPT-2's "loss_type=None ... Using the
+    default loss") would garble the trace."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _hf_model(folder, twin):
+    """transformers' model of the twin's class from the same files, eager, fp32, eval mode."""
+    import transformers
+
+    try:
+        cls = getattr(transformers, type(twin).__name__)
+        return cls.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32, **twin.hf_kwargs()).eval()
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"--diff: transformers could not load {str(folder)!r}: {reason}") from None
+
+
+def backward(result, twin, inputs: dict[str, torch.Tensor], tokenizer, *, diff: bool, target: str | None, label: str | None) -> None:
+    """Take the loss, backpropagate, and give each of ``result``'s stages its gradient statistics
+    (and, under ``diff``, its largest difference from transformers' gradient); fills ``result.loss``,
+    ``result.grads`` and ``result.param_grad_max_abs_diff``."""
+    from annotate.tracer import _stats
+
+    labels, loss = choose(result, twin, inputs, tokenizer, target, label)
+    twin.zero_grad(set_to_none=True)
+    with torch.enable_grad(), recording(grads=True) as states:
+        out = twin(**inputs, **labels)
+        out.loss.backward()
+    loss.value = out.loss.item()
+    result.loss = loss
+    result.grads = {stage.name: states.grads[stage.name] for stage in result.stages if stage.name in states.grads}
+    for stage in result.stages:
+        if stage.name in result.grads:
+            stage.grad_stats = _stats(result.grads[stage.name])
+    if not diff:
+        return
+    from annotate.capture import differences, hf_states
+
+    extra = {"use_cache": False} if result.causal else {}
+    with _quiet():
+        hf = _hf_model(result.folder, twin)
+        with torch.enable_grad(), hf_states(hf, grads=True) as theirs:
+            hf_out = hf(**inputs, **labels, **extra)
+            hf_out.loss.backward()
+    loss.abs_diff = abs(out.loss.item() - hf_out.loss.item())
+    diffs = differences(result.grads, theirs.grads, keep=None)  # gradients: compared everywhere, masked keys too
+    for stage in result.stages:
+        stage.grad_max_abs_diff = diffs.get(stage.name)
+    theirs_params = dict(hf.named_parameters())
+    worst = 0.0
+    for name, p in twin.named_parameters():
+        q = theirs_params[name]
+        if (p.grad is None) != (q.grad is None):
+            worst = float("inf")
+        elif p.grad is not None:
+            worst = max(worst, (p.grad.double() - q.grad.double()).abs().max().item())
+    result.param_grad_max_abs_diff = worst
+    result.param_grads_compared = len(theirs_params)
+
+
+def to_dict(result) -> dict[str, Any]:
+    """The trace's top-level --grad fields for --json (the per-stage ones are in Trace.to_dict)."""
+    out: dict[str, Any] = {"loss": dataclasses.asdict(result.loss)}
+    if result.diffed:
+        out["param_grad_max_abs_diff"] = result.param_grad_max_abs_diff
+        out["first_grad_divergence"] = result.first_grad_divergence()
+    return out

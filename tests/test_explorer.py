@@ -1,0 +1,469 @@
+"""The explorer (annotate/explorer.py): `annotate trace --html FILE` and Trace._repr_html_.
+
+What it is made of is checked here in Python (the flow chart sorts stages into the stream and its
+branches from the twin's values; the attention survives its uint16 encoding), and the page itself
+in a real browser: Debian's Chromium driven by Playwright (tests/browser.py), with every network
+request refused. There the page must draw with no console error and no request, have a box for
+every stage and a heatmap for every head, show each stage's source (transformers' file:line and the
+twin's reimpl/...py:line) when clicked, and look like something (a screenshot that is not blank).
+
+Without Chromium or Playwright the browser tests skip and say why; under CI (the CI variable set)
+they fail instead: .ci/run installs Chromium and the [test] extra installs Playwright.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import annotate
+from annotate import explorer
+from tests import browser
+from tests.checkpoints import write_bert, write_gpt2
+from tests.test_cli import MINILM, TEXT, run
+
+BERT_LN_ON_STREAM = ["attention.output.LayerNorm", "output.LayerNorm"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return annotate.trace(MINILM, TEXT, diff=True)
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return write_gpt2(tmp_path_factory.mktemp("gpt2"), n_layer=3)
+
+
+@pytest.fixture(scope="module")
+def gpt2(gpt2_dir):
+    return annotate.trace(str(gpt2_dir), "The cat sat on the mat and the", diff=True)
+
+
+@pytest.fixture(scope="module")
+def chrome():
+    why = browser.missing()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the explorer's browser tests must run in CI, but {why}")
+        pytest.skip(f"no browser test: {why}")
+    with browser.Browser() as b:
+        yield b
+
+
+@pytest.fixture
+def b(chrome):
+    """The browser, its request and error logs emptied before each test and checked after it."""
+    chrome.requests.clear()
+    chrome.errors.clear()
+    yield chrome
+    assert chrome.errors == [], chrome.errors
+
+
+def written(trace, tmp_path, name="trace.html"):
+    path = tmp_path / name
+    explorer.write(trace, path)
+    return path
+
+
+def opened(b, path):
+    page = b.page()
+    b.load(page, path)
+    assert b.foreign_requests(path) == []
+    return page
+
+
+# --- the data ------------------------------------------------------------------------------------
+
+
+def flattened(chart) -> list[str]:
+    names = [n for row in chart["before"] for n in row]
+    for layer in chart["layers"]:
+        for block in layer["blocks"]:
+            names += [n for row in block["rows"] for n in row] if block["kind"] == "branch" else [block["stage"]]
+        names += [layer["output"]] if layer["output"] else []
+    return names + [n for row in chart["after"] for n in row]
+
+
+def test_flow_keeps_forward_order_and_every_stage(minilm, gpt2):
+    for trace in (minilm, gpt2):
+        assert flattened(explorer.flow(trace)) == [s.name for s in trace.stages]
+
+
+def test_flow_bert_is_post_ln_gpt2_pre_ln(minilm, gpt2):
+    bert = explorer.flow(minilm)
+    assert bert["norm"] == "post-LN"
+    for layer in bert["layers"]:
+        kinds = [(b["kind"], b.get("title")) for b in layer["blocks"]]
+        assert kinds == [("branch", "self-attention"), ("add", None), ("norm", None), ("branch", "feed-forward"), ("add", None), ("norm", None)]
+        on_stream = [b["stage"] for b in layer["blocks"] if b["kind"] == "norm"]
+        assert on_stream == [f"encoder.layer.{layer['layer']}.{step}" for step in BERT_LN_ON_STREAM]
+    causal = explorer.flow(gpt2)
+    assert causal["norm"] == "pre-LN"
+    for layer in causal["layers"]:
+        i = layer["layer"]
+        assert [b["kind"] for b in layer["blocks"]] == ["branch", "add", "branch", "add"]
+        attn, ffn = layer["blocks"][0], layer["blocks"][2]
+        assert attn["rows"][0] == [f"transformer.h.{i}.ln_1"] and ffn["rows"][0] == [f"transformer.h.{i}.ln_2"]
+        assert [f"transformer.h.{i}.attn.{x}" for x in ("query", "key", "value")] in attn["rows"]
+    assert causal["after"] == [["transformer.ln_f"]]
+
+
+def test_stream_points_and_norms(minilm, gpt2):
+    s = explorer.stream(minilm, explorer.flow(minilm))
+    assert s["stages"][0] == "embeddings.LayerNorm" and s["stages"][-1] == "encoder.layer.5"
+    assert s["stages"][1:3] == ["encoder.layer.0.attention.output.LayerNorm", "encoder.layer.0"]
+    assert len(s["norms"]) == 13 and all(len(row) == 9 for row in s["norms"])
+    expected = minilm["encoder.layer.3"][0].norm(dim=-1)
+    assert s["norms"][s["stages"].index("encoder.layer.3")] == pytest.approx(expected.tolist(), rel=1e-3)  # 4 digits kept
+    g = explorer.stream(gpt2, explorer.flow(gpt2))
+    assert g["stages"][:3] == ["transformer.sum", "transformer.h.0.attn.residual", "transformer.h.0"] and g["stages"][-1] == "transformer.ln_f"
+
+
+def test_attention_blob_round_trips(minilm):
+    raw = base64.b64decode(explorer.attention_blob(minilm))
+    decoded = torch.from_numpy(np.frombuffer(raw, dtype="<u2").astype(np.float64)).reshape(6, 12, 9, 9) / 65535
+    exact = torch.stack([minilm.attention(layer) for layer in range(6)]).double()
+    # uint16 steps of 1/65535: half a step off at most, plus fp32's rounding of p * 65535 (< 1e-7).
+    assert (decoded - exact).abs().max().item() <= 0.5 / 65535 + 1e-7
+
+
+def test_histograms_count_every_value(minilm):
+    data = explorer.data(minilm)
+    for stage in data["stages"]:
+        assert sum(stage["hist"]) == minilm[stage["name"]].numel(), stage["name"]
+
+
+def test_every_stage_explained_with_both_files(minilm, gpt2):
+    for trace, hf_file, twin_file in ((minilm, "modeling_bert.py", "reimpl/bert.py"), (gpt2, "modeling_gpt2.py", "reimpl/gpt2.py")):
+        data = explorer.data(trace)
+        for stage in data["stages"]:
+            e = data["explanations"][stage["explain"]]
+            assert e["formula"], stage["name"]
+            assert any(re.search(rf"transformers/models/\w+/{hf_file}:\d+", s["where"]) for s in e["hf"]), stage["name"]
+            assert e["twin"]["where"].startswith(twin_file + ":"), stage["name"]
+            assert any(hit for _, _, hit in e["twin"]["lines"])
+
+
+def test_page_asks_for_nothing_outside_itself(minilm):
+    page = explorer.page(minilm)
+    frame = re.sub(r'<script type="(application/json|text/plain)" id="annotate-[a-z]+">.*?</script>', "", page, flags=re.S)
+    frame = frame.replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace: a name, never fetched
+    for fetching in ("<link", "src=", "href=", "@import", "url(", "fetch(", "XMLHttpRequest", "http://", "https://"):
+        assert fetching not in frame, fetching
+    assert "default-src 'none'" in frame  # and the page's own policy refuses any that an edit might add
+
+
+def test_data_is_safe_inside_a_script_tag():
+    """A text with </script> in it stays text: the JSON carries no "<" at all."""
+    trace = annotate.trace(MINILM, "a </script><script>alert(1)</script> b")
+    page = explorer.page(trace)
+    assert page.count("</script>") == 3  # data, attention, the explorer's own script
+
+
+# --- the command and the notebook -----------------------------------------------------------------
+
+
+def test_cli_writes_the_page(tmp_path):
+    path = tmp_path / "minilm.html"
+    code, out, err = run(MINILM, TEXT, "--html", str(path))
+    assert code == 0 and err == ""
+    assert f"explorer: {path}" in out and "works offline" in out
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and '"encoder.layer.5.output.LayerNorm"' in text
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("with --json", "--html writes a page; --json prints data"),
+        ("in no directory", "--html: no directory"),
+        ("a directory", "is a directory; give a file name"),
+    ],
+)
+def test_cli_html_refusals(tmp_path, case, fragment):
+    args = {
+        "with --json": ["--html", str(tmp_path / "a.html"), "--json"],
+        "in no directory": ["--html", str(tmp_path / "nowhere" / "a.html")],
+        "a directory": ["--html", str(tmp_path)],
+    }[case]
+    code, out, err = run(MINILM, TEXT, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1, (out, err)  # refused before the trace: nothing printed
+    assert lines[0].startswith("annotate: error: ") and fragment in lines[0], err
+
+
+def test_repr_html_is_the_page_in_an_iframe(minilm):
+    html = minilm._repr_html_()
+    assert html.startswith("<iframe srcdoc=") and "&lt;!DOCTYPE html&gt;" in html and 'sandbox="allow-scripts"' in html
+
+
+# --- in the browser -----------------------------------------------------------------------------
+
+
+def not_blank(b, png: bytes) -> dict:
+    """Colour statistics of a screenshot, measured by the browser itself (no image library here):
+    how many distinct colours, and the share of pixels that are not the most common one."""
+    page = b.browser.new_page()
+    try:
+        page.set_content("<canvas id=c></canvas>")
+        return page.evaluate(
+            """async (src) => {
+                const img = new Image(); img.src = src; await img.decode();
+                const c = document.getElementById('c'); c.width = img.width; c.height = img.height;
+                const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+                const d = ctx.getImageData(0, 0, c.width, c.height).data, counts = new Map();
+                for (let i = 0; i < d.length; i += 4) { const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2]; counts.set(k, (counts.get(k) || 0) + 1); }
+                const top = Math.max(...counts.values());
+                return {colours: counts.size, other: 1 - top / (d.length / 4), width: img.width, height: img.height};
+            }""",
+            "data:image/png;base64," + base64.b64encode(png).decode(),
+        )
+    finally:
+        page.close()
+
+
+def canvas_colours(page, selector: str) -> int:
+    return page.evaluate(
+        """(sel) => { const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                      const s = new Set(); for (let i = 0; i < d.length; i += 4) s.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); return s.size; }""",
+        selector,
+    )
+
+
+def click_stage(page, stage) -> None:
+    """Click a stage's box, opening its layer first if it is closed (as a reader would)."""
+    if stage.layer is not None and "open" not in page.get_attribute(f'[data-layer-box="{stage.layer}"]', "class").split():
+        page.click(f'[data-layer-box="{stage.layer}"] .layer-head')
+    page.click(f'[data-stage="{stage.name}"]')
+
+
+def source_text(page) -> str:
+    return page.inner_text("#source-panel")
+
+
+def test_minilm_page_in_a_browser(b, minilm, tmp_path):
+    path = written(minilm, tmp_path)
+    page = opened(b, path)
+    # Every stage has its box, every head its heatmap.
+    for s in minilm.stages:
+        assert page.locator(f'[data-stage="{s.name}"]').count() == 1, s.name
+    for layer in range(6):
+        for head in range(12):
+            assert page.locator(f'[data-layer="{layer}"][data-head="{head}"]').count() == 1
+    assert "all 98 stages bit-identical" in page.inner_text("header")
+    # Click through every stage (opening its layer first): its source, both sides, with lines.
+    for s in minilm.stages:
+        click_stage(page, s)
+        assert page.get_attribute("#stage-panel", "data-selected") == s.name
+        text = source_text(page)
+        assert re.search(r"transformers/models/bert/modeling_bert\.py:\d+", text), (s.name, text)
+        assert re.search(r"reimpl/bert\.py:\d+", text), (s.name, text)
+        assert "max |twin − transformers| = 0: bit-identical" in page.inner_text("#stage-panel")
+    # A stage's formula and its statistics.
+    page.click('[data-stage="encoder.layer.2.attention.self.probs"]')
+    panel = page.inner_text("#stage-panel")
+    assert "P = softmax(S + M)" in panel and "(B, nh, T, T)" in panel and "mean" in panel
+    assert page.locator("#stage-panel svg.hist rect.bar").count() >= 2
+    # Heads: the probabilities' button opens their layer; each click on a heatmap shows that head,
+    # large and as lines; hovering a heatmap gives its value.
+    page.click("#stage-panel .jump")
+    assert page.text_content("#big-title") == "layer 2, head 0: query × key"
+    for layer, head in ((0, 0), (2, 5), (5, 11)):
+        page.click(f'[data-layer="{layer}"][data-head="{head}"]')
+        assert page.text_content("#big-title") == f"layer {layer}, head {head}: query × key"
+        assert page.get_attribute(f'[data-layer="{layer}"][data-head="{head}"]', "data-drawn") == "1"
+        assert canvas_colours(page, f'[data-layer="{layer}"][data-head="{head}"]') > 5
+        assert canvas_colours(page, "#bv") > 5
+    box = page.locator('[data-layer="5"][data-head="11"]').bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+    tip = page.inner_text("#tip")
+    assert "layer 5 head 11" in tip and re.search(r"attention 0\.\d{4}", tip)
+    page.keyboard.press("ArrowDown")  # the next layer, same head
+    assert page.text_content("#big-title") == "layer 5, head 11: query × key"  # the last layer stays
+    page.keyboard.press("ArrowLeft")
+    assert page.text_content("#big-title") == "layer 5, head 10: query × key"
+    page.uncheck("#attention-panel input[type=checkbox]")  # absolute scale: 1 is the darkest
+    assert page.text_content("#scale-top") == "1" and canvas_colours(page, "#big") > 5
+    # The residual stream and the predictions (MiniLM has no head: it says so).
+    page.click('[data-tab="stream"]')
+    assert page.locator("#stream-panel polyline.tokline").count() == 9
+    page.click('[data-tab="predictions"]')
+    assert "no head" in page.inner_text("#predictions-panel")
+    page.click('[data-tab="stage"]')
+    shot = not_blank(b, page.screenshot())
+    assert shot["colours"] > 50 and shot["other"] > 0.2, shot
+    assert b.foreign_requests(path) == []
+
+
+def test_gpt2_page_shows_pre_ln_the_mask_and_next_tokens(b, gpt2, tmp_path):
+    page = opened(b, written(gpt2, tmp_path))
+    assert "pre-LN" in page.inner_text("header")
+    # pre-LN: ln_1 and ln_2 open their branches; BERT's LayerNorms sit on the stream instead (below).
+    for step in ("ln_1", "ln_2"):
+        assert page.locator(f'.branch [data-stage="transformer.h.0.{step}"]').count() == 1
+    assert page.locator('.on-spine [data-stage="transformer.ln_f"]').count() == 1
+    click_stage(page, gpt2.stage("transformer.h.1.attn.probs"))
+    text = source_text(page)
+    assert re.search(r"transformers/models/gpt2/modeling_gpt2\.py:\d+", text) and re.search(r"reimpl/gpt2\.py:\d+", text)
+    page.click('[data-tab="attention"]')
+    page.click('[data-layer="2"][data-head="3"]')
+    box = page.locator('[data-layer="2"][data-head="3"]').bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.1)  # query 0, a late key: the future
+    assert "masked (the future)" in page.inner_text("#tip")
+    page.click('[data-tab="predictions"]')
+    preds = page.text_content("#predictions-panel")
+    assert "next token after" in preds and gpt2.predictions[0].display in preds
+
+
+def test_bert_layernorms_sit_on_the_stream(b, minilm, tmp_path):
+    page = opened(b, written(minilm, tmp_path))
+    for step in BERT_LN_ON_STREAM:
+        assert page.locator(f'.on-spine [data-stage="encoder.layer.0.{step}"]').count() == 1
+        assert page.locator(f'.branch [data-stage="encoder.layer.0.{step}"]').count() == 0
+    assert "post-LN" in page.inner_text("header")
+
+
+@pytest.mark.parametrize("which", ["minilm", "gpt2"])
+def test_chinese_text(b, which, gpt2_dir, tmp_path):
+    text = "我爱北京天安门。東京是日本的首都。"
+    trace = annotate.trace(MINILM if which == "minilm" else str(gpt2_dir), text)
+    page = opened(b, written(trace, tmp_path))
+    assert text in page.inner_text(".text-line")
+    chips = page.locator("#tokens .tok").all_inner_texts()
+    assert [c.rstrip("0123456789") for c in chips] == trace.display_tokens
+    if which == "minilm":
+        assert "北" in trace.display_tokens and page.locator("#tokens .tok.unk").count() == len(trace.unknown) > 0
+    page.click('[data-tab="attention"]')
+    assert canvas_colours(page, "#big") > 5
+
+
+def test_long_text_stays_usable(b, tmp_path):
+    """128 tokens: the tokens scroll in their strip, the page never gets wider than the window,
+    the heatmap shows tick numbers instead of 128 labels, the lines view scrolls."""
+    folder = write_bert(tmp_path / "bert", max_position_embeddings=160)
+    text = " ".join(["word"] * 126)
+    trace = annotate.trace(str(folder), text)
+    assert len(trace.tokens) == 128
+    page = opened(b, written(trace, tmp_path))
+    scroll = page.evaluate("""() => { const t = document.getElementById('tokens'), r = document.documentElement;
+        return {strip: t.scrollHeight > t.clientHeight, wide: r.scrollWidth > window.innerWidth}; }""")
+    assert scroll == {"strip": True, "wide": False}
+    page.click('[data-tab="attention"]')
+    page.wait_for_selector('[data-layer="0"][data-head="0"][data-drawn="1"]', state="attached")
+    size = page.evaluate("""() => { const s = document.querySelector('.bv-scroll'); return {content: s.scrollHeight, box: s.clientHeight}; }""")
+    assert size["content"] > size["box"]
+    shot = not_blank(b, page.screenshot())
+    assert shot["colours"] > 50 and shot["other"] > 0.2, shot
+
+
+def test_notebook_iframe_draws(b, minilm):
+    page = b.page()
+    page.set_content(f"<!DOCTYPE html><html><body>{minilm._repr_html_()}</body></html>")
+    frame = page.frame_locator("iframe")
+    frame.locator("body[data-ready='1']").wait_for(state="attached")
+    assert frame.locator('[data-stage="encoder.layer.0.attention.self.probs"]').count() == 1
+    frame.locator('[data-stage="embeddings.LayerNorm"]').click()
+    assert re.search(r"reimpl/bert\.py:\d+", frame.locator("#source-panel").inner_text())
+    assert b.requests == []
+
+
+@pytest.mark.parametrize("cls", ["BertForMaskedLM", "BertForSequenceClassification"])
+def test_heads_predictions(b, cls, tmp_path):
+    from tests.test_heads import minilm_with_head
+
+    labels = {0: "negative", 1: "positive"}
+    config = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}} if cls.endswith("Classification") else {}
+    folder = minilm_with_head(tmp_path / "model", cls, **config)
+    trace = annotate.trace(str(folder), "Paris is the capital of [MASK].")
+    page = opened(b, written(trace, tmp_path))
+    for s in trace.stages:  # the base model's stages under "bert.", and the head's own
+        assert page.locator(f'[data-stage="{s.name}"]').count() == 1, s.name
+    last = trace.stages[-1]
+    click_stage(page, last)
+    assert re.search(r"reimpl/bert\.py:\d+", source_text(page)), last.name
+    page.click('[data-tab="predictions"]')
+    preds = page.text_content("#predictions-panel")
+    if trace.mask_predictions:
+        m = trace.mask_predictions[0]
+        assert f"[MASK] at token {m.position}" in preds and m.top[0].display in preds
+        assert f"[MASK] at {m.position}" in page.text_content(".head-node")
+    else:
+        assert "negative" in preds and "positive" in preds and "label:" in page.text_content(".head-node")
+
+
+FAMILY = {  # a tiny random base model of each BERT-family twin, read with MiniLM's tokenizer
+    "roberta": ("RobertaConfig", "RobertaModel", {}),
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaModel", {}),
+    "distilbert": ("DistilBertConfig", "DistilBertModel", {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 37}),
+    "albert": ("AlbertConfig", "AlbertModel", {"embedding_size": 16}),
+    "electra": ("ElectraConfig", "ElectraModel", {"embedding_size": 16}),
+}
+
+
+@pytest.mark.parametrize("model_type", list(FAMILY))
+def test_every_bert_family_twin_draws(b, model_type, tmp_path, minilm_dir):
+    import shutil
+
+    import transformers
+
+    from tests.parity import random_weights
+
+    config_name, model_name, extra = FAMILY[model_type]
+    sizes = {} if model_type == "distilbert" else {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37}
+    config = getattr(transformers, config_name)(vocab_size=30522, max_position_embeddings=64, **sizes, **extra)
+    folder = tmp_path / model_type
+    random_weights(getattr(transformers, model_name)(config)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(minilm_dir / name, folder / name)
+    trace = annotate.trace(str(folder), TEXT)
+    chart = explorer.flow(trace)
+    assert flattened(chart) == [s.name for s in trace.stages]
+    assert chart["norm"] == "post-LN"  # the whole family normalizes the stream after each add, as BERT
+    page = opened(b, written(trace, tmp_path))
+    for s in trace.stages:
+        assert page.locator(f'[data-stage="{s.name}"]').count() == 1, s.name
+    click_stage(page, trace.stages[-1])
+    assert page.get_attribute("#stage-panel", "data-selected") == trace.stages[-1].name
+
+
+def test_an_overflowing_stage_shows_as_such(b, gpt2, tmp_path):
+    """inf and nan in a stage (an fp16 overflow, say) are shown, and break neither the JSON nor the page."""
+    import dataclasses
+
+    name = "transformer.h.0.mlp.c_fc"
+    x = gpt2[name].clone()
+    x.view(-1)[:3] = torch.tensor([float("inf"), float("-inf"), float("nan")])
+    stage = dataclasses.replace(gpt2.stage(name), stats={"mean": float("nan"), "std": float("nan"), "min": float("-inf"), "max": float("inf")})
+    broken = dataclasses.replace(gpt2, states={**gpt2.states, name: x}, stages=[stage if s.name == name else s for s in gpt2.stages])
+    assert sum(explorer.histogram(x, float("-inf"), float("inf"))) == x.numel() - 3
+    page = opened(b, written(broken, tmp_path))
+    click_stage(page, stage)
+    panel = page.inner_text("#stage-panel")
+    assert "inf" in panel and "nan" in panel and "finite values only" in panel
+
+
+def test_first_divergence_is_marked_and_shown(b, monkeypatch, tmp_path):
+    """A twin with one weight nudged: the page opens on the first stage that differs, marked in the
+    flow chart, its layer marked and open, and says so at the top; `--html` still writes it (exit 1)."""
+    from tests.test_cli import perturbed
+
+    perturbed(monkeypatch, "encoder.layer.4.output.LayerNorm.bias")
+    path = tmp_path / "diverged.html"
+    code, out, err = run(MINILM, TEXT, "--diff", "--html", str(path))
+    assert code == 1 and path.is_file()
+    first = "encoder.layer.4.output.LayerNorm"
+    page = opened(b, path)
+    assert f"first divergence at {first}" in page.inner_text("header")
+    assert page.get_attribute("#stage-panel", "data-selected") == first
+    assert "first" in page.get_attribute(f'[data-stage="{first}"]', "class").split()
+    assert page.is_visible(f'[data-stage="{first}"]')
+    assert "diverges" in page.get_attribute('[data-layer-box="4"]', "class").split()
+    panel = page.inner_text("#stage-panel")
+    assert "the first stage that differs" in panel
+    assert page.locator(".stage .mark.differs").count() > 0 and page.locator('[data-layer-box="3"] .mark.differs').count() == 0
