@@ -56,10 +56,10 @@ import torch
 from torch import nn
 
 from .activations import get_activation
-from .architecture import Architecture, ClassifierConfig
+from .architecture import Architecture, ClassifierConfig, refuse_feed_forward_chunking
 from .bert import BertEmbeddings, BertPreTrainedModel, BertSelfAttention, catch_embeddings
 from .bert import checkpoint_key as bert_checkpoint_key
-from .loading import twin_of
+from .loading import Twin, twin_of
 from .losses import cross_entropy, sequence_classification_loss
 from .outputs import BaseModelOutput, MaskedLMOutput, ModelOutput, SequenceClassifierOutput
 from .states import Dropout, applied_as, name_modules, record
@@ -95,11 +95,7 @@ class AlbertConfig(ClassifierConfig):
         if d.get("position_embedding_type", "absolute") != "absolute":
             # transformers 4.x's ALBERT had relative position scores; transformers 5 ignores the field.
             raise ValueError(f"position_embedding_type {d['position_embedding_type']!r} is not supported (only 'absolute')")
-        if d.get("chunk_size_feed_forward"):
-            raise ValueError(
-                f"chunk_size_feed_forward={d['chunk_size_feed_forward']} is not supported: transformers then computes the "
-                "feed-forward a few tokens at a time (a memory saving), whose rounding the twin does not mirror; use 0"
-            )
+        refuse_feed_forward_chunking(d)
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in fields})
         get_activation(config.hidden_act)  # fail now, with the supported list, not mid-forward
@@ -234,7 +230,7 @@ class AlbertTransformer(nn.Module):
         return hidden_states
 
 
-class AlbertModel(nn.Module):
+class AlbertModel(Twin):
     """Twin of AlbertModel: embeddings (E wide), the encoder, and the pooler if the checkpoint has one.
 
     Not a subclass of the twin's BertModel: its encoder (the mapping E -> C and the shared groups)

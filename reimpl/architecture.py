@@ -69,3 +69,13 @@ class ClassifierConfig:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         self.id2label = {int(i): label for i, label in self.id2label.items()}
         self.num_labels = len(self.id2label)
+
+
+def refuse_feed_forward_chunking(d: dict) -> None:
+    """BERT-family configs: transformers with ``chunk_size_feed_forward`` runs the feed-forward on
+    slices of the tokens, which rounds differently (tests/test_electra.py measures it)."""
+    if d.get("chunk_size_feed_forward"):
+        raise ValueError(
+            f"chunk_size_feed_forward={d['chunk_size_feed_forward']} is not supported: transformers then computes the "
+            "feed-forward a few tokens at a time (a memory saving), whose rounding the twin does not mirror; use 0"
+        )

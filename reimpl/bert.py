@@ -35,8 +35,8 @@ from torch import nn
 
 from . import versions
 from .activations import get_activation
-from .architecture import Architecture, ClassifierConfig
-from .loading import twin_of
+from .architecture import Architecture, ClassifierConfig, refuse_feed_forward_chunking
+from .loading import Twin, twin_of
 from .losses import cross_entropy, sequence_classification_loss
 from .outputs import (
     BaseModelOutput,
@@ -76,11 +76,7 @@ class BertConfig(ClassifierConfig):
             raise ValueError(f"position_embedding_type {d['position_embedding_type']!r} is not supported (only 'absolute')")
         if d.get("is_decoder") or d.get("add_cross_attention"):
             raise ValueError("BERT as a decoder (is_decoder / add_cross_attention) is not supported")
-        if d.get("chunk_size_feed_forward"):
-            raise ValueError(
-                f"chunk_size_feed_forward={d['chunk_size_feed_forward']} is not supported: transformers then computes the "
-                "feed-forward a few tokens at a time (a memory saving), whose rounding the twin does not mirror; use 0"
-            )
+        refuse_feed_forward_chunking(d)
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in fields})
         get_activation(config.hidden_act)  # fail now, with the supported list, not mid-forward
@@ -261,7 +257,7 @@ class BertLayer(nn.Module):
         return hidden_states
 
 
-class BertModel(nn.Module):
+class BertModel(Twin):
     """Twin of BertModel: embeddings, the encoder's stack of layers, and the pooler if the checkpoint has one."""
 
     config_class = BertConfig
@@ -350,7 +346,7 @@ class BertLMPredictionHead(nn.Module):
         return logits
 
 
-class BertPreTrainedModel(nn.Module):
+class BertPreTrainedModel(Twin):
     """What every head shares: its base model under ``base_model_prefix``, built without the weights'
     random init (reimpl.loading.build), and the class-level facts the tracer asks for."""
 
@@ -361,16 +357,9 @@ class BertPreTrainedModel(nn.Module):
     _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
     @classmethod
-    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
-        return ()
-
-    @classmethod
     def from_hf(cls, model: nn.Module):
         """The twin of a live transformers model of the same class: its config and a copy of its weights."""
         return twin_of(cls, cls.base_class.config_class, model)
-
-    def hf_kwargs(self) -> dict[str, Any]:
-        return {}
 
     @property
     def base_model(self) -> nn.Module:

@@ -45,9 +45,9 @@ from torch import nn
 
 from . import versions
 from .activations import get_activation
-from .architecture import Architecture, ClassifierConfig
+from .architecture import Architecture, ClassifierConfig, refuse_feed_forward_chunking
 from .bert import BertPreTrainedModel, Namespace, additive_mask, checkpoint_key
-from .loading import twin_of
+from .loading import Twin, twin_of
 from .losses import cross_entropy, sequence_classification_loss
 from .outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 from .states import Dropout, name_modules, record
@@ -94,11 +94,7 @@ class DistilBertConfig(ClassifierConfig):
         """From config.json (or a transformers DistilBertConfig's to_dict()); refuses what the twin can't compute."""
         # transformers' config takes BERT's names too (hidden_size=64 sets dim, and wins over dim): so does the twin's.
         d = {**d, **{field: d[name] for name, field in ATTRIBUTE_MAP.items() if name in d}}
-        if d.get("chunk_size_feed_forward"):
-            raise ValueError(
-                f"chunk_size_feed_forward={d['chunk_size_feed_forward']} is not supported: transformers then computes the "
-                "feed-forward a few tokens at a time (a memory saving), whose rounding the twin does not mirror; use 0"
-            )
+        refuse_feed_forward_chunking(d)
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in fields})
         get_activation(config.activation)  # fail now, with the supported list, not mid-forward
@@ -251,7 +247,7 @@ class TransformerBlock(nn.Module):
         return hidden_states
 
 
-class DistilBertModel(nn.Module):
+class DistilBertModel(Twin):
     """Twin of DistilBertModel: embeddings and the stack of layers (HF's Transformer). No pooler."""
 
     config_class = DistilBertConfig
@@ -265,18 +261,6 @@ class DistilBertModel(nn.Module):
         self.embeddings = self.embeddings_class(config)
         self.transformer = Namespace(layer=nn.ModuleList(self.layer_class(config) for _ in range(config.n_layers)))
         name_modules(self)
-
-    @classmethod
-    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
-        return ()
-
-    @classmethod
-    def from_hf(cls, model: nn.Module) -> "DistilBertModel":
-        """The twin of a live transformers DistilBertModel: its config and a copy of its weights."""
-        return twin_of(cls, cls.config_class, model)
-
-    def hf_kwargs(self) -> dict[str, Any]:
-        return {}
 
     def forward(
         self,

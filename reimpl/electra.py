@@ -73,12 +73,7 @@ class ElectraConfig(BertConfig):
         """From config.json (or a transformers ElectraConfig's to_dict()); refuses what the twin can't compute."""
         if d.get("is_decoder") or d.get("add_cross_attention"):
             raise ValueError("ELECTRA as a decoder (is_decoder / add_cross_attention: ElectraForCausalLM) is not supported")
-        if d.get("chunk_size_feed_forward", 0):
-            raise ValueError(
-                f"chunk_size_feed_forward {d['chunk_size_feed_forward']} is not supported: transformers then runs "
-                "the feed-forward on slices of the tokens, whose matmuls round differently (only 0)"
-            )
-        return super().from_dict(d)  # BERT's refusals: relative positions, activation, head size
+        return super().from_dict(d)  # BERT's refusals: feed-forward chunking, relative positions, activation, head size
 
 
 class ElectraEmbeddings(BertEmbeddings):

@@ -35,7 +35,7 @@ from torch import nn
 from . import versions
 from .activations import get_activation
 from .architecture import Architecture, ClassifierConfig
-from .loading import twin_of
+from .loading import Twin, twin_of
 from .losses import causal_lm_loss, sequence_classification_loss
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 from .states import Dropout, name_modules, record
@@ -366,7 +366,7 @@ class GPT2Block(nn.Module):
         return hidden_states
 
 
-class GPT2Model(nn.Module):
+class GPT2Model(Twin):
     """Twin of GPT2Model: token + position embeddings, the stack of blocks, the final LayerNorm."""
 
     config_class = GPT2Config
@@ -381,18 +381,6 @@ class GPT2Model(nn.Module):
         self.h = nn.ModuleList(GPT2Block(config, layer_idx=i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)  # pre-LN needs one at the end
         name_modules(self)
-
-    @classmethod
-    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
-        return ()
-
-    @classmethod
-    def from_hf(cls, model: nn.Module) -> "GPT2Model":
-        """The twin of a live transformers GPT2Model: its config and a copy of its weights."""
-        return twin_of(cls, cls.config_class, model)
-
-    def hf_kwargs(self) -> dict[str, Any]:
-        return {}
 
     def forward(
         self,
@@ -436,26 +424,15 @@ class GPT2Model(nn.Module):
         return BaseModelOutput(hidden_states)
 
 
-class GPT2PreTrainedModel(nn.Module):
+class GPT2PreTrainedModel(Twin):
     """What the heads share: GPT2Model under ``transformer``, and the facts the tracer asks for."""
 
     base_class = GPT2Model
+    config_class = GPT2Config
     base_model_prefix = "transformer"
     task: str  # "causal-lm" or "sequence-classification"
     logits_stage: str  # the recorded name of the head's scores
     _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
-
-    @classmethod
-    def checkpoint_args(cls, state: dict[str, torch.Tensor]) -> tuple:
-        return ()
-
-    @classmethod
-    def from_hf(cls, model: nn.Module):
-        """The twin of a live transformers model of the same class: its config and a copy of its weights."""
-        return twin_of(cls, GPT2Config, model)
-
-    def hf_kwargs(self) -> dict[str, Any]:
-        return {}
 
     @property
     def base_model(self) -> GPT2Model:

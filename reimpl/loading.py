@@ -166,6 +166,29 @@ def hf_class_names(module: nn.Module) -> set[str]:
     return names | {RENAMED_IN_5[name] for name in names if name in RENAMED_IN_5}
 
 
+class Twin(nn.Module):
+    """What the loader and the tracer ask of every twin model class (base models and heads), with
+    the answers most of them give: no constructor arguments read from the checkpoint, ``from_hf``
+    by config and weights, nothing extra for transformers' ``from_pretrained``. A class with an
+    optional part (BERT's pooler) overrides them."""
+
+    config_class: type  # the twin's config dataclass
+
+    @classmethod
+    def checkpoint_args(cls, state: Mapping[str, torch.Tensor]) -> tuple:
+        """The constructor's extra arguments for a checkpoint's tensors."""
+        return ()
+
+    @classmethod
+    def from_hf(cls, model: nn.Module):
+        """The twin of a live transformers model of the same class: its config and a copy of its weights."""
+        return twin_of(cls, cls.config_class, model)
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        """What transformers' from_pretrained needs to build the same model."""
+        return {}
+
+
 def twin_of(model_cls, config_cls, module: nn.Module, *args) -> nn.Module:
     """The twin of a live transformers module: its config (a layer has none of its own: a child's),
     a copy of its weights, in its dtype. The module must be of the class the twin mirrors:

@@ -239,7 +239,7 @@ def test_from_hf_of_another_class_refused(twin_cls, hf_module):
         (dict(is_decoder=True), "ELECTRA as a decoder"),
         (dict(add_cross_attention=True), "ELECTRA as a decoder"),
         (dict(hidden_size=30, num_attention_heads=4), "hidden_size 30 is not a multiple of num_attention_heads 4"),
-        (dict(chunk_size_feed_forward=4), "chunk_size_feed_forward 4 is not supported"),
+        (dict(chunk_size_feed_forward=4), "chunk_size_feed_forward=4 is not supported"),
     ],
 )
 def test_unsupported_configs_refused(overrides, message):
