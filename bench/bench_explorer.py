@@ -4,7 +4,7 @@
   `annotate trace MiniLM TEXT --html FILE` as a ratio to `annotate trace MiniLM TEXT` (fresh
   subprocesses, interleaved, medians). Targets: <= 1.5 MB, <= 1.5x.
 - bert-base size (random weights: 12 layers, 12 heads, hidden 768, written by
-  tests/checkpoints.py), 128 tokens: the page's size, and in headless Chromium (tests/browser.py:
+  annotate/examples.py), 128 tokens: the page's size, and in headless Chromium (tests/browser.py:
   Debian's, every request refused), from navigation to drawn (the flow chart, the first layer open,
   a stage with its histogram and code), then the Attention tab with all 144 heatmaps of 128 x 128
   drawn (a window tall enough to show every one, so none waits for a scroll). Fresh page each
@@ -101,7 +101,7 @@ def main() -> None:
         # Imported only now (see bench_cli: a big parent inflates its children's max RSS).
         from annotate import explorer, tracer
         from bench.common import print_table
-        from tests.checkpoints import write_bert
+        from annotate.examples import write_bert
 
         folder = write_bert(tmp / "bert-base", **BERT_BASE)
         text = text_of(128, folder)

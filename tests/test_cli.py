@@ -1,5 +1,5 @@
 """`annotate trace`, run in-process: on the real MiniLM weights and on random GPT-2 checkpoints
-written by tests/checkpoints.py. Tables, --diff (bit-identical, and a perturbed twin that isn't),
+written by annotate/examples.py. Tables, --diff (bit-identical, and a perturbed twin that isn't),
 the JSON schema, --save, the view options, and one clear line for every kind of bad input.
 """
 
@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 import reimpl
 from annotate import tracer
 from annotate.cli import main
-from tests.checkpoints import write_bert, write_gpt2
+from annotate.examples import write_bert, write_gpt2
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT = "The cat sat on the mat."

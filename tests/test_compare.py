@@ -23,7 +23,7 @@ from annotate import compare
 from annotate.cli import main
 from reimpl import versions
 from reimpl.loading import packaged_dir
-from tests.checkpoints import write_gpt2
+from annotate.examples import write_gpt2
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT = "The cat sat on the mat."

@@ -24,7 +24,7 @@ import torch
 import annotate
 from annotate import explorer
 from tests import browser
-from tests.checkpoints import write_bert, write_gpt2
+from annotate.examples import write_bert, write_gpt2
 from tests.test_cli import MINILM, TEXT, run
 
 BERT_LN_ON_STREAM = ["attention.output.LayerNorm", "output.LayerNorm"]

@@ -27,7 +27,7 @@ from annotate.cli import main
 from reimpl import GPT2LMHeadModel
 from reimpl import generation, versions
 from reimpl.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, checkpoint_settings
-from tests.checkpoints import EOT, gpt2_tokenizer, write_bert, write_gpt2
+from annotate.examples import EOT, gpt2_tokenizer, write_bert, write_gpt2
 
 V = 101
 NEW = 24

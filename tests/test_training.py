@@ -32,7 +32,7 @@ from annotate.capture import heads_merged, hf_states
 from annotate.cli import main
 from reimpl import recording, training
 from reimpl.registry import architecture_of
-from tests.checkpoints import write_gpt2
+from annotate.examples import write_gpt2
 from tests.conftest import MINILM
 from tests.parity import random_weights
 from tests.test_heads import minilm_with_head

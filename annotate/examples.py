@@ -1,4 +1,9 @@
-"""Small checkpoints written to disk, laid out as on the hub, for tests and guides that need no download.
+"""Small checkpoints written to disk, laid out as on the hub, and the guides' data sets: what the
+guides and the tests need without a download, shipped in the package so that a guide runs from
+any directory (a notebook's too).
+
+``DATA``: the folder of the guides' data sets (``sentiment-train.tsv``, ``sentiment-test.tsv``,
+``tiny-story.txt``).
 
 ``write_gpt2(folder)``: a random GPT2LMHeadModel in the hub's ``gpt2`` layout (config.json and
 model.safetensors whose keys have no ``transformer.`` prefix and no ``lm_head.weight``), with a
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+DATA = Path(__file__).resolve().parent / "data"
 EOT = "<|endoftext|>"
 TEXT = """\
 The cat sat on the mat. The dog sat on the log. A bird flew over the house and the tree.
