@@ -329,7 +329,9 @@ class Tokenizer:
         A byte-level BPE without a token for 我 writes its three UTF-8 bytes as three tokens."""
         out, start = [], None
         for i, shown in enumerate(display + [""]):
-            if shown.startswith("<") and shown.endswith(">") and i < len(ids):
+            # A piece of a character is a token that decodes, alone, to the replacement character
+            # (a special token such as RoBERTa's <s> is shown in brackets too, but is not one).
+            if i < len(ids) and shown.startswith("<") and "\ufffd" in self.fast.decode([ids[i]], skip_special_tokens=False):
                 start = i if start is None else start
                 text = self.fast.decode(ids[start : i + 1], skip_special_tokens=False)
                 if "\ufffd" not in text:

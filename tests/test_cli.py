@@ -644,3 +644,20 @@ def test_explain_puts_formula_and_both_lines_under_each_stage(monkeypatch):
         assert below[0].strip().startswith(("P =", "X_")), below  # the formula
         assert "transformers: transformers/models/bert/modeling_bert.py:" in below[1]
         assert below[2].strip().startswith("twin: reimpl/bert.py:")
+
+
+def test_special_tokens_in_brackets_are_not_taken_for_bytes_of_a_character(tmp_path):
+    """A byte-level BPE with RoBERTa's <s> and </s>: only the pieces of 我 are grouped as one character."""
+    from annotate.examples import gpt2_tokenizer
+
+    fast = gpt2_tokenizer()
+    fast.add_special_tokens(["<s>", "</s>"])
+    fast.save(str(tmp_path / "tokenizer.json"))
+    tokenizer = tracer.Tokenizer(tmp_path)
+    ids = [fast.token_to_id("<s>"), *fast.encode("cat 我", add_special_tokens=False).ids, fast.token_to_id("</s>")]
+    display = tokenizer.display(ids, [fast.id_to_token(i) for i in ids])
+    assert display[0] == "<s>" and display[-1] == "</s>"
+    runs = tokenizer.characters(ids, display)
+    assert [text for _, _, text in runs] == ["我"]
+    first, last, _ = runs[0]
+    assert 0 < first < last < len(ids) - 1 and all(display[i][0] + display[i][-1] == "<>" and display[i] not in ("<s>", "</s>") for i in range(first, last + 1))
