@@ -112,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, metavar="S", help="torch.manual_seed(S) first, as for transformers; sampling without it draws one and shows it")
     generate.add_argument("--json", action="store_true", help="print the steps as one JSON object instead of a table")
     generate.set_defaults(run=run_generate)
+
+    notebook = commands.add_parser(
+        "notebook",
+        help="write a guide as a Jupyter notebook",
+        description="Write GUIDE (a guides/*.md file) as a Jupyter notebook: its prose as Markdown cells, its "
+        "python blocks as code cells, its annotate commands as !annotate cells. Blocks written for the other "
+        "major version of transformers, or for a hub model that is not in the cache, stay as text.",
+    )
+    notebook.add_argument("guide", nargs="+", help="e.g. guides/03-attention.md guides/zh-CN/03-attention.md")
+    notebook.add_argument("-o", "--output", metavar="DIR", default=".", help="folder to write NAME.ipynb into, made if missing (default: the current one)")
+    notebook.set_defaults(run=run_notebook)
     return parser
 
 
@@ -203,6 +214,23 @@ def run_generate(args: argparse.Namespace) -> int:
         print(session.run().to_json())
     else:
         watch.show(session, watch.console())
+    return 0
+
+
+def run_notebook(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from annotate import guides
+    from annotate.errors import UserError
+
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for guide in map(Path, args.guide):
+        if not guide.is_file() or guide.suffix != ".md":
+            raise UserError(f"{guide} is not a guide's .md file")
+        print(guides.write_notebook(guide, folder / (guide.stem + ".ipynb")))
     return 0
 
 

@@ -90,7 +90,7 @@ def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
 
     transformers' masking_utils.eager_mask does the same: 0 where a key may be attended to, the
     dtype's most negative finite value where not, so that softmax gives padding exactly 0.
-    (transformers 4.x used -10000.0 here.)
+    (Early 4.x releases used -10000.0; 4.57 already uses this minimum.)
     """
     keep = attention_mask[:, None, None, :].bool()  # (B, 1, 1, T)
     return torch.where(keep, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)

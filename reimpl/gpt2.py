@@ -164,8 +164,8 @@ def causal_mask(
 class Conv1D(nn.Module):
     """Twin of transformers' Conv1D (pytorch_utils.py): a linear layer whose weight is stored (in, out).
 
-    Not a convolution: OpenAI's original TensorFlow GPT-2 computed ``x @ W + b`` with W of shape
-    (nx, nf), and the checkpoints keep that layout, the transpose of nn.Linear's (out, in). The
+    A width-1 convolution (OpenAI's code named it so), which is ``x @ W + b`` with W of shape
+    (nx, nf); the checkpoints keep that layout, the transpose of nn.Linear's (out, in). The
     arguments keep HF's order too: output features first.
     """
 

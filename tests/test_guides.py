@@ -1,6 +1,6 @@
 """Every code block in guides/ runs, and what a guide shows as output is what the code prints.
 
-The rules, which guides/README.md repeats for writers:
+The rules, which guides/README.md repeats for writers (the parser is annotate/guides.py):
 
 - ```python blocks run in order, in one namespace per guide file (a guide is one script).
 - An ```output block right after a ```python block is what that block prints; an ```output block
@@ -8,91 +8,106 @@ The rules, which guides/README.md repeats for writers:
 - ```console blocks: each line ``$ annotate ...`` runs the CLI in-process (``annotate.cli.main``
   with the shlex-split arguments); the lines after it, up to the next ``$``, are its output.
   The exit code must be 0, unless the block is preceded by ``<!-- test: exit N -->``.
+  Any other ``$`` command is an error: a guide may only show commands the tests run.
 - A block preceded by ``<!-- test: transformers 4 -->`` (or ``5``) shows what that major version
   of transformers prints or does, and runs only where it is installed; the guide's text beside it
-  says what changed. CI runs the guides under 4.57 and 5.x.
-  Any other ``$`` command is an error: a guide may only show commands the tests run.
+  says what changed. CI runs the guides under 4.57 and 5.x. A block preceded by
+  ``<!-- test: hub MODEL -->`` runs only where that model is in the local Hugging Face cache.
 - Expected output is checked line by line: every shown line (stripped; "..." lines skipped) must
-  occur, in order, within a line of the real output. In console blocks two things are ignored,
-  because they change with the installed transformers 5.x and not with the guide's claims: rich's
-  gutter (the ``❱`` marker and the line number, ``❱ 139 ``) and the line range in a file header
-  (``modeling_bert.py:139-203``). The code on those lines is compared.
-- Other blocks (```text diagrams, ```bash) are not run.
+  occur, in order, within a line of the real output.
+- Source listings (``annotate source``): a line number in the gutter (``❱ 139 code``) and a file
+  header's range (``reimpl/bert.py:233-257``) must be the real ones. The twin's always; those of
+  transformers' files when the installed transformers is the release the guide names on its line
+  ``> Line numbers: transformers X.Y.Z.`` (another release moves them; the code is still compared).
+- Other blocks (```text diagrams, ```mermaid, ```bash) are not run.
+- guides/zh-CN/ holds each guide in Simplified Chinese with the same ```python, ```console,
+  ```output and ```mermaid blocks and test options, byte for byte: running the English guide
+  proves the Chinese one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from annotate.guides import FENCE as FENCE_RE, Block, blocks, runs_here
+
 GUIDES = Path(__file__).resolve().parent.parent / "guides"
-FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
-OPTIONS = re.compile(r"<!--\s*test:\s*(.*?)\s*-->")
+ZH = GUIDES / "zh-CN"
+LINES_OF = re.compile(r"^> Line numbers: transformers (\d+\.\d+\.\d+)\.\s*$", re.MULTILINE)
+HEADER = re.compile(r"(?P<path>\S*\.py):(?P<first>\d+)-(?P<last>\d+)$")
+GUTTER = re.compile(r"^(?P<marker>❱\s*)?(?P<number>\d+) (?P<code>.*)$")
 
 
-@dataclass
-class Block:
-    lang: str
-    code: str
-    line: int  # 1-based line of the opening fence in the guide
-    options: dict[str, str] = field(default_factory=dict)
-    output: str | None = None  # the ```output block that follows a ```python block
+def _listing_line(line: str) -> tuple[str, str | None]:
+    """A line of a source listing as (text, number): the number of its gutter or its header's
+    range, and the text without them."""
+    line = line.strip()
+    if header := HEADER.search(line):
+        return line[: header.start("first") - 1], f"{header['first']}-{header['last']}"
+    if gutter := GUTTER.match(line):
+        return gutter["code"].strip(), gutter["number"]
+    return line, None
 
 
-def blocks(path: Path) -> list[Block]:
-    text = path.read_text()
-    found: list[Block] = []
-    previous_end = 0
-    for match in FENCE.finditer(text):
-        lang, code = match.group(1), match.group(2)
-        line = text.count("\n", 0, match.start()) + 1
-        between = text[previous_end : match.start()]
-        options = {}
-        for option in OPTIONS.finditer(between):  # the <!-- test: ... --> comments just before the block
-            key, _, value = option.group(1).partition(" ")
-            options[key] = value.strip()
-        if lang == "output":
-            if not found or found[-1].lang != "python" or between.strip() or found[-1].output is not None:
-                raise AssertionError(f"{path.name}:{line}: an ```output block must directly follow a ```python block")
-            found[-1].output = code
-        else:
-            found.append(Block(lang, code, line, options))
-        previous_end = match.end()
-    return found
-
-
-def _source_listing(line: str) -> str:
-    """A line of `annotate source` output without what moves between transformers releases."""
-    line = re.sub(r"^\s*(❱\s*)?(\d+ )?", "", line.rstrip())  # rich's gutter: the ❱ marker and the line number
-    return re.sub(r"\.py:\d+-\d+", ".py:N-N", line)  # a file header's line range
-
-
-def assert_shown(expected: str, actual: str, where: str, listing: bool = False) -> None:
+def assert_shown(expected: str, actual: str, where: str, listing: bool = False, transformers_lines: bool = False) -> None:
     """Every shown line occurs, in order, within a line of the actual output.
 
-    ``listing``: the output is a CLI's, which may hold source listings; compare without gutters and line ranges."""
-    normal = _source_listing if listing else str
-    lines = [normal(line).strip() for line in actual.splitlines()]
-    at = 0
-    for want in expected.splitlines():
-        want = normal(want).strip()
+    ``listing``: the output is a CLI's, which may hold source listings: a shown line's gutter
+    number or header range must equal the real one; in transformers' files only when
+    ``transformers_lines`` (the installed release is the guide's)."""
+    if not listing:
+        lines = [line.strip() for line in actual.splitlines()]
+        at = 0
+        for want in expected.splitlines():
+            want = want.strip()
+            if not want or want == "...":
+                continue
+            for i in range(at, len(lines)):
+                if want in lines[i]:
+                    at = i + 1
+                    break
+            else:
+                raise AssertionError(f"{where}: the guide shows\n    {want}\nbut the output (from line {at + 1} on) has no such line:\n{actual}")
+        return
+    lines = [(line.strip(), *_listing_line(line)) for line in actual.splitlines()]
+    at, listing_of = 0, None  # listing_of: None before the first file header, else whether its numbers are compared
+    for raw in expected.splitlines():
+        want, number = _listing_line(raw)
         if not want or want == "...":
             continue
+        if HEADER.search(raw.strip()):  # a new file: the twin's numbers are always compared
+            listing_of = want.startswith("reimpl/") or transformers_lines
         for i in range(at, len(lines)):
-            if want in lines[i]:
+            whole, text, real = lines[i]
+            if listing_of is None:
+                found = raw.strip() in whole
+            else:
+                found = want in text and (number is None or not listing_of or number == real)
+            if found:
                 at = i + 1
                 break
         else:
-            raise AssertionError(f"{where}: the guide shows\n    {want}\nbut the output (from line {at + 1} on) has no such line:\n{actual}")
+            near = [real for _, text, real in lines[at:] if want in text and real]
+            hint = f" (the output has it numbered {near[0]})" if near and listing_of else ""
+            raise AssertionError(f"{where}: the guide shows\n    {raw.strip()}\nbut the output (from line {at + 1} on) has no such line{hint}:\n{actual}")
 
 
-def run_console(block: Block, where: str) -> None:
+def lines_release(path: Path) -> str | None:
+    """The transformers release whose line numbers the guide shows (its ``> Line numbers:`` line)."""
+    found = LINES_OF.findall(path.read_text(encoding="utf-8"))
+    return found[0] if found else None
+
+
+def run_console(block: Block, where: str, transformers_lines: bool = False) -> None:
     from annotate.cli import main
 
     commands: list[tuple[str, list[str]]] = []
@@ -116,17 +131,25 @@ def run_console(block: Block, where: str) -> None:
                 code = e.code
         output = out.getvalue() + err.getvalue()
         assert code == want_exit, f"{where}: `{command}` exited {code}, the guide expects {want_exit}:\n{output}"
-        assert_shown("\n".join(shown), output, f"{where}: `{command}`", listing=True)
+        assert_shown("\n".join(shown), output, f"{where}: `{command}`", listing=True, transformers_lines=transformers_lines)
 
 
 def run_guide(path: Path) -> None:
     namespace: dict = {"__name__": f"guide_{path.stem.replace('-', '_')}"}
-    from reimpl import versions
+    release = lines_release(path)
+    transformers_lines = release == version("transformers")
+    cwd = os.getcwd()  # a guide may chdir to run its commands on a relative folder; the next test starts where this one did
+    try:
+        _run_blocks(path, namespace, release, transformers_lines)
+    finally:
+        os.chdir(cwd)
 
+
+def _run_blocks(path: Path, namespace: dict, release: str | None, transformers_lines: bool) -> None:
     for block in blocks(path):
         where = f"{path.name}:{block.line}"
-        if "transformers" in block.options and int(block.options["transformers"]) != versions.MAJOR:
-            continue  # written for the other major version; the guide's text says what changed
+        if not runs_here(block):
+            continue  # for the other major version of transformers (the guide's text says what changed), or a hub model not in the cache
         if block.lang == "python":
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
@@ -135,7 +158,9 @@ def run_guide(path: Path) -> None:
             if block.output is not None:
                 assert_shown(block.output, out.getvalue(), where)
         elif block.lang == "console":
-            run_console(block, where)
+            if release is None and re.search(r"^(?!reimpl/)\S+\.py:\d+-\d+$", block.code, re.MULTILINE):
+                raise AssertionError(f"{where}: a listing of transformers' source, but the guide has no line `> Line numbers: transformers X.Y.Z.`")
+            run_console(block, where, transformers_lines)
 
 
 GUIDE_FILES = sorted(GUIDES.glob("*.md"))
@@ -181,3 +206,129 @@ def test_the_harness_catches_a_stale_guide(tmp_path, monkeypatch):
     other.write_text("```console\n$ ls\n```\n")
     with pytest.raises(AssertionError, match="only `annotate` commands"):
         run_guide(other)
+
+
+def test_source_listings_are_true_to_the_line(tmp_path, monkeypatch):
+    """A listing's line numbers are compared: the twin's always, transformers' in the release the guide names."""
+    monkeypatch.setenv("COLUMNS", "160")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        from annotate.cli import main
+
+        assert main(["source", "BertSelfOutput"]) == 0
+    listing = out.getvalue().splitlines()
+    header = next(line for line in listing if HEADER.search(line) and "modeling_bert.py" in line)
+    first = int(HEADER.search(header)["first"])
+    twin_header = next(line.strip() for line in listing if line.strip().startswith("reimpl/"))
+    twin_first = int(HEADER.search(twin_header)["first"])
+    twin_line = next(line for line in listing if GUTTER.match(line.strip()) and int(GUTTER.match(line.strip())["number"]) == twin_first + 1)
+
+    def guide(release: str, shift: int, twin_shift: int) -> Path:
+        path = tmp_path / f"g{release}{shift}{twin_shift}.md"
+        shown_twin = re.sub(r"\d+", lambda m: str(int(m.group()) + twin_shift), twin_header, count=2)
+        path.write_text(
+            f"> Line numbers: transformers {release}.\n\n```console\n$ annotate source BertSelfOutput\n"
+            f"transformers/models/bert/modeling_bert.py:{first + shift}-{int(HEADER.search(header)['last']) + shift}\n"
+            f"{first + shift} class BertSelfOutput(nn.Module):\n"
+            f"{shown_twin}\n{twin_first + 1 + twin_shift} {GUTTER.match(twin_line.strip())['code']}\n```\n"
+        )
+        return path
+
+    installed = version("transformers")
+    run_guide(guide(installed, 0, 0))
+    run_guide(guide("1.0.0", 3, 0))  # another release: transformers' numbers may differ, the code is compared
+    with pytest.raises(AssertionError, match="numbered"):
+        run_guide(guide(installed, 1, 0))
+    with pytest.raises(AssertionError, match="the guide shows"):
+        run_guide(guide("1.0.0", 0, 1))  # the twin's numbers are always the real ones
+    unnamed = tmp_path / "unnamed.md"
+    unnamed.write_text(guide(installed, 0, 0).read_text().split("\n", 2)[2])
+    with pytest.raises(AssertionError, match="no line `> Line numbers"):
+        run_guide(unnamed)
+
+
+def test_a_hub_block_runs_only_with_the_model_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    path = tmp_path / "hub.md"
+    path.write_text("<!-- test: hub bert-base-chinese -->\n```python\nraise AssertionError('ran')\n```\n")
+    run_guide(path)
+    path.write_text("<!-- test: hub sentence-transformers/all-MiniLM-L6-v2 -->\n```python\nraise AssertionError('ran')\n```\n")
+    (tmp_path / "empty-cache" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "0").mkdir(parents=True)
+    (tmp_path / "empty-cache" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "0" / "config.json").write_text("{}")
+    (tmp_path / "empty-cache" / "models--sentence-transformers--all-MiniLM-L6-v2" / "refs").mkdir()
+    (tmp_path / "empty-cache" / "models--sentence-transformers--all-MiniLM-L6-v2" / "refs" / "main").write_text("0")
+    with pytest.raises(AssertionError, match="ran"):
+        run_guide(path)
+
+
+# ----------------------------------------------------------------------------- as notebooks
+
+ALL_GUIDES = GUIDE_FILES + sorted(ZH.glob("[0-9]*.md"))
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_GUIDES if p.name != "README.md"], ids=lambda p: str(p.relative_to(GUIDES)))
+def test_each_guide_opens_as_a_notebook_with_the_code_the_test_runs(path):
+    from annotate.guides import notebook
+
+    nb = notebook(path)
+    json.dumps(nb)  # writable as .ipynb
+    assert nb["nbformat"] == 4 and len({c["id"] for c in nb["cells"]}) == len(nb["cells"])
+    code = ["".join(c["source"]) for c in nb["cells"][1:] if c["cell_type"] == "code"]
+    want = []
+    for block in blocks(path):
+        if block.lang == "python" and runs_here(block):
+            want.append(block.code.rstrip("\n"))
+        elif block.lang == "console" and runs_here(block):
+            want.append("\n".join("!" + line[2:] for line in block.code.splitlines() if line.startswith("$ ")))
+    assert code == want
+    prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "<!-- test:" not in prose
+    first_heading = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("# "))
+    assert first_heading in prose
+
+
+def test_a_guide_runs_as_a_notebook(tmp_path):
+    """Run all, in a Jupyter kernel of this environment: guide 3 (its python cells and its !annotate cells)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from annotate.guides import write_notebook
+
+    written = write_notebook(GUIDES / "03-attention.md", tmp_path / "03-attention.ipynb")
+    nb = nbformat.read(written, as_version=4)
+    nbformat.validate(nb)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    shell = [c for c in nb.cells if c.cell_type == "code" and "".join(c.source).startswith("!annotate")]
+    assert shell and all(c.outputs for c in shell), "the !annotate cells printed nothing"
+    assert "Traceback" not in text
+
+
+def test_annotate_notebook_writes_each_guide_and_refuses_what_is_not_one(tmp_path, capsys):
+    from annotate.cli import main
+
+    out = tmp_path / "notebooks"  # made if missing
+    assert main(["notebook", str(GUIDES / "01-map.md"), str(GUIDES / "02-embeddings.md"), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01-map.ipynb", "02-embeddings.ipynb"]
+    assert json.loads((out / "01-map.ipynb").read_text(encoding="utf-8"))["metadata"]["annotate"]["guide"] == "01-map.md"
+    capsys.readouterr()
+    for argv, says in [(["notebook", str(tmp_path / "nope.md")], "is not a guide's .md file"),
+                       (["notebook", str(GUIDES / "01-map.md"), "-o", str(out / "01-map.ipynb")], "is not a folder")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+LINE_IN_PROSE = re.compile(r"\blines? \d+(?:\s*[-–]\s*\d+)?\b|\.py:\d+|第\s*\d+\s*[-–]\s*\d+\s*行")  # (第 0 行 is also "row 0")
+
+
+@pytest.mark.parametrize("path", ALL_GUIDES, ids=lambda p: str(p.relative_to(GUIDES)))
+def test_prose_names_code_by_name_not_by_line_number(path):
+    """Line numbers move with every release; only listings, which the tests compare, may show them."""
+    text = path.read_text(encoding="utf-8")
+    prose = FENCE_RE.sub("", text)
+    found = LINE_IN_PROSE.findall(prose)
+    assert not found, f"{path.name}: the prose names lines by number: {found}"

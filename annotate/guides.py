@@ -1,0 +1,144 @@
+"""The guides as data: their code blocks, and each guide as a Jupyter notebook.
+
+A guide (``guides/NN-name.md``, ``guides/zh-CN/NN-name.md``) is Markdown whose fenced blocks the
+tests run (tests/test_guides.py; the rules are in guides/README.md):
+
+- ```python blocks run in order in one namespace; an ```output block right after one is what it
+  prints;
+- ```console blocks hold ``$ annotate ...`` commands followed by what they print;
+- a comment ``<!-- test: KEY VALUE -->`` just before a block sets an option for it:
+  ``transformers 4`` (runs only under that major version), ``exit N`` (the command's exit code),
+  ``hub MODEL`` (needs that model from the Hugging Face hub in the local cache).
+
+``notebook(path)`` turns a guide into a notebook (nbformat 4, no dependency): prose into Markdown
+cells, ```python blocks into code cells, ``$ annotate ...`` lines into ``!annotate ...`` cells;
+a block written for the other major version of transformers, or for a model from the hub that is
+not in the cache, stays visible as Markdown so that "Run all" runs what the guide's test runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
+OPTIONS = re.compile(r"<!--\s*test:\s*(.*?)\s*-->")
+
+
+@dataclass
+class Block:
+    lang: str
+    code: str
+    line: int  # 1-based line of the opening fence in the guide
+    options: dict[str, str] = field(default_factory=dict)
+    output: str | None = None  # the ```output block that follows a ```python block
+    start: int = 0  # character offsets of the whole block (fence to fence) in the guide's text
+    end: int = 0
+    prose: str = ""  # the guide's text between the previous block and this one
+
+
+def blocks(path: Path) -> list[Block]:
+    """The fenced blocks of a guide, in order; an ```output block is attached to the ```python
+    block it follows (and must follow one directly)."""
+    text = Path(path).read_text(encoding="utf-8")
+    found: list[Block] = []
+    previous_end = 0
+    for match in FENCE.finditer(text):
+        lang, code = match.group(1), match.group(2)
+        line = text.count("\n", 0, match.start()) + 1
+        between = text[previous_end : match.start()]
+        options = {}
+        for option in OPTIONS.finditer(between):  # the <!-- test: ... --> comments just before the block
+            key, _, value = option.group(1).partition(" ")
+            options[key] = value.strip()
+        if lang == "output":
+            if not found or found[-1].lang != "python" or between.strip() or found[-1].output is not None:
+                raise ValueError(f"{Path(path).name}:{line}: an ```output block must directly follow a ```python block")
+            found[-1].output = code
+            found[-1].end = match.end()
+        else:
+            found.append(Block(lang, code, line, options, start=match.start(), end=match.end(), prose=between))
+        previous_end = match.end()
+    return found
+
+
+def runs_here(block: Block) -> bool:
+    """Whether the guide's test runs this block with the installed transformers and HF cache."""
+    if "transformers" in block.options:
+        from reimpl import versions
+
+        if int(block.options["transformers"]) != versions.MAJOR:
+            return False
+    if "hub" in block.options:
+        return in_hub_cache(block.options["hub"])
+    return True
+
+
+def in_hub_cache(model_id: str) -> bool:
+    """Whether the hub model's config.json is in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        return False
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def _markdown(text: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)}
+
+
+def _code(text: str) -> dict:
+    return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": text.rstrip("\n").splitlines(keepends=True)}
+
+
+def notebook(path: Path) -> dict:
+    """The guide as a notebook (a dict in nbformat 4; ``json.dump`` it to a ``.ipynb`` file)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    cells: list[dict] = [_code(
+        "import os, sys\n"
+        "# `!annotate ...` cells run the annotate of this kernel's environment, wherever Jupyter was started from\n"
+        "os.environ[\"PATH\"] = os.path.dirname(sys.executable) + os.pathsep + os.environ[\"PATH\"]"
+    )]
+    at = 0
+    for block in blocks(path):
+        prose = OPTIONS.sub("", text[at : block.start])
+        if prose.strip():
+            cells.append(_markdown(prose))
+        whole = text[block.start : block.end]
+        if block.lang == "python" and runs_here(block):
+            cells.append(_code(block.code))
+            if block.output is not None:  # what the guide shows it prints, for reading before running
+                cells.append(_markdown("Expected output (as the guide shows it):\n\n```text\n" + block.output.rstrip("\n") + "\n```"))
+        elif block.lang == "console" and runs_here(block):
+            commands = [line[2:] for line in block.code.splitlines() if line.startswith("$ ")]
+            cells.append(_code("\n".join("!" + command for command in commands)))
+            cells.append(_markdown(whole))
+        else:
+            cells.append(_markdown(whole))
+        at = block.end
+    if text[at:].strip():
+        cells.append(_markdown(OPTIONS.sub("", text[at:])))
+    for number, cell in enumerate(cells):
+        cell["id"] = f"cell-{number}"
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+            "annotate": {"guide": path.name},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def write_notebook(path: Path, out: Path | None = None) -> Path:
+    """Write the guide at ``path`` as ``out`` (default: the guide's name with ``.ipynb``, in the
+    current directory); returns the file written."""
+    path = Path(path)
+    out = Path(out) if out is not None else Path(path.stem + ".ipynb")
+    out.write_text(json.dumps(notebook(path), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return out
