@@ -262,6 +262,56 @@ def test_a_hub_block_runs_only_with_the_model_in_the_cache(tmp_path, monkeypatch
         run_guide(path)
 
 
+# ----------------------------------------------------------------------------- in Chinese
+
+KEPT = ("python", "console", "output", "mermaid")  # what a translation keeps byte for byte
+
+
+def kept(path: Path) -> list[tuple]:
+    found = []
+    for block in blocks(path):
+        if block.lang in KEPT:
+            found.append((block.lang, block.code, block.output, sorted(block.options.items())))
+    return found
+
+
+@pytest.mark.parametrize("path", GUIDE_FILES, ids=lambda p: p.name)
+def test_each_guide_is_in_chinese_with_the_same_code(path):
+    zh = ZH / path.name
+    assert zh.is_file(), f"guides/zh-CN/{path.name} is missing: every guide has its Simplified Chinese version"
+    english, chinese = kept(path), kept(zh)
+    for i, (a, b) in enumerate(zip(english, chinese)):
+        assert a == b, f"zh-CN/{path.name}: code block {i + 1} ({a[0]}) differs from the English guide's:\n{b[1]}\n--- English:\n{a[1]}"
+    assert len(english) == len(chinese), f"zh-CN/{path.name} has {len(chinese)} code blocks, the English guide {len(english)}"
+    text = zh.read_text(encoding="utf-8")
+    assert re.search(r"[\u4e00-\u9fff]", text), f"zh-CN/{path.name} has no Chinese"
+    if path.name != "README.md":
+        assert f"(../{path.name})" in text, f"zh-CN/{path.name} does not link its English original"
+    prose = re.sub(r"^```[^\n]*\n.*?^```[ \t]*$", "", text, flags=re.MULTILINE | re.DOTALL)  # code such as f["x"](z) is no link
+    for link in re.findall(r"\]\(([^)#\s]+)", prose):  # links resolve from guides/zh-CN/
+        if not re.match(r"[a-z]+:", link):
+            assert (zh.parent / link).exists(), f"zh-CN/{path.name} links {link}, which does not exist"
+
+
+def test_the_chinese_guides_have_a_glossary_and_the_readmes_link_them():
+    glossary = (ZH / "glossary.md").read_text(encoding="utf-8")
+    for english, chinese in [("residual connection", "残差连接"), ("layer normalization", "层归一化"), ("feed-forward", "前馈网络"),
+                             ("causal mask", "因果掩码"), ("positional encoding", "位置编码"), ("multi-head attention", "多头注意力")]:
+        assert english in glossary.lower() and chinese in glossary, f"the glossary lacks {english} / {chinese}"
+    assert "(glossary.md)" in (ZH / "README.md").read_text(encoding="utf-8")
+    assert "guides/zh-CN/" in (GUIDES.parent / "README.md").read_text(encoding="utf-8")
+    assert "(zh-CN/README.md)" in (GUIDES / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_translation_check_catches_a_changed_block(tmp_path):
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    a.write_text("Text.\n\n```python\nprint(1)\n```\n\n```output\n1\n```\n")
+    b.write_text("文字。\n\n```python\nprint(1)\n```\n\n```output\n1\n```\n")
+    assert kept(a) == kept(b)
+    b.write_text("文字。\n\n```python\nprint(2)\n```\n\n```output\n1\n```\n")
+    assert kept(a) != kept(b)
+
+
 # ----------------------------------------------------------------------------- as notebooks
 
 ALL_GUIDES = GUIDE_FILES + sorted(ZH.glob("[0-9]*.md"))
