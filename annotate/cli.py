@@ -226,11 +226,19 @@ def run_notebook(args: argparse.Namespace) -> int:
     folder = Path(args.output)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    for guide in map(Path, args.guide):
+    paths = [Path(guide) for guide in args.guide]
+    for guide in paths:
         if not guide.is_file() or guide.suffix != ".md":
             raise UserError(f"{guide} is not a guide's .md file")
-        print(guides.write_notebook(guide, folder / (guide.stem + ".ipynb")))
+    names = [guides.notebook_name(guide) for guide in paths]
+    if len(set(names)) < len(names):
+        raise UserError(f"two guides would both be written as {next(n for n in names if names.count(n) > 1)}: give them one at a time with -o")
+    folder.mkdir(parents=True, exist_ok=True)
+    for guide, name in zip(paths, names):
+        try:
+            print(guides.write_notebook(guide, folder / name))
+        except ValueError as e:  # a malformed guide (an ```output block after no ```python block)
+            raise UserError(str(e)) from None
     return 0
 
 

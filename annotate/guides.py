@@ -135,10 +135,21 @@ def notebook(path: Path) -> dict:
     }
 
 
-def write_notebook(path: Path, out: Path | None = None) -> Path:
-    """Write the guide at ``path`` as ``out`` (default: the guide's name with ``.ipynb``, in the
-    current directory); returns the file written."""
+LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")  # a translation's folder: guides/zh-CN/
+
+
+def notebook_name(path: Path) -> str:
+    """``03-attention.ipynb``; for a translation, ``03-attention.zh-CN.ipynb``, so that both
+    languages can be written into one folder."""
     path = Path(path)
-    out = Path(out) if out is not None else Path(path.stem + ".ipynb")
+    language = path.parent.name
+    return f"{path.stem}.{language}.ipynb" if LANGUAGE.match(language) else f"{path.stem}.ipynb"
+
+
+def write_notebook(path: Path, out: Path | None = None) -> Path:
+    """Write the guide at ``path`` as ``out`` (default: ``notebook_name(path)`` in the current
+    directory); returns the file written."""
+    path = Path(path)
+    out = Path(out) if out is not None else Path(notebook_name(path))
     out.write_text(json.dumps(notebook(path), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return out

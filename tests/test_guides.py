@@ -361,12 +361,16 @@ def test_annotate_notebook_writes_each_guide_and_refuses_what_is_not_one(tmp_pat
     from annotate.cli import main
 
     out = tmp_path / "notebooks"  # made if missing
-    assert main(["notebook", str(GUIDES / "01-map.md"), str(GUIDES / "02-embeddings.md"), "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["01-map.ipynb", "02-embeddings.ipynb"]
+    assert main(["notebook", str(GUIDES / "01-map.md"), str(GUIDES / "02-embeddings.md"), str(ZH / "01-map.md"), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01-map.ipynb", "01-map.zh-CN.ipynb", "02-embeddings.ipynb"]  # both languages side by side
     assert json.loads((out / "01-map.ipynb").read_text(encoding="utf-8"))["metadata"]["annotate"]["guide"] == "01-map.md"
+    stray = tmp_path / "stray.md"
+    stray.write_text("Text.\n\n```output\n1\n```\n")
     capsys.readouterr()
     for argv, says in [(["notebook", str(tmp_path / "nope.md")], "is not a guide's .md file"),
-                       (["notebook", str(GUIDES / "01-map.md"), "-o", str(out / "01-map.ipynb")], "is not a folder")]:
+                       (["notebook", str(GUIDES / "01-map.md"), "-o", str(out / "01-map.ipynb")], "is not a folder"),
+                       (["notebook", str(GUIDES / "01-map.md"), str(GUIDES / "01-map.md"), "-o", str(out)], "would both be written as 01-map.ipynb"),
+                       (["notebook", str(stray), "-o", str(out)], "must directly follow a ```python block")]:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
