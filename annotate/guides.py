@@ -78,10 +78,8 @@ def runs_here(block: Block) -> bool:
 
 def in_hub_cache(model_id: str) -> bool:
     """Whether the hub model's config.json is in the local Hugging Face cache (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-        return False
+    from huggingface_hub import try_to_load_from_cache
+
     return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
 
 
