@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from annotate import diagrams
+from annotate.guides import blocks
 
 GUIDES = Path(__file__).resolve().parent.parent / "guides"
-FENCED = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 GENERATED = re.compile(r"<!--\s*generated:\s*python -m annotate\.diagrams\s+(\S+)\s*-->\s*$")
 SHAPE = re.compile(r"\((\d+(?:, \d+)+)\)")
 NODE = re.compile(r'^\s*(\w+)\["(.*)"\](?::::(\w+))?\s*$')  # id["label"] or id["label"]:::class
@@ -33,15 +33,11 @@ def mermaid_blocks() -> list[tuple[Path, int, str | None, str]]:
     """(guide, line, chart name or None, block text) for every ```mermaid block under guides/."""
     found = []
     for path in sorted(GUIDES.rglob("*.md")):
-        text = path.read_text()
-        previous_end = 0
-        for match in FENCED.finditer(text):
-            if match.group(1) == "mermaid":
-                before = text[previous_end : match.start()].rstrip().splitlines()
+        for block in blocks(path):
+            if block.lang == "mermaid":
+                before = block.prose.rstrip().splitlines()
                 named = GENERATED.match(before[-1].strip()) if before else None
-                line = text.count("\n", 0, match.start()) + 1
-                found.append((path, line, named.group(1) if named else None, match.group(2)))
-            previous_end = match.end()
+                found.append((path, block.line, named.group(1) if named else None, block.code))
     return found
 
 

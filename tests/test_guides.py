@@ -287,7 +287,7 @@ def test_each_guide_is_in_chinese_with_the_same_code(path):
     assert re.search(r"[\u4e00-\u9fff]", text), f"zh-CN/{path.name} has no Chinese"
     if path.name != "README.md":
         assert f"(../{path.name})" in text, f"zh-CN/{path.name} does not link its English original"
-    prose = re.sub(r"^```[^\n]*\n.*?^```[ \t]*$", "", text, flags=re.MULTILINE | re.DOTALL)  # code such as f["x"](z) is no link
+    prose = FENCE_RE.sub("", text)  # code such as f["x"](z) is no link
     for link in re.findall(r"\]\(([^)#\s]+)", prose):  # links resolve from guides/zh-CN/
         if not re.match(r"[a-z]+:", link):
             assert (zh.parent / link).exists(), f"zh-CN/{path.name} links {link}, which does not exist"
