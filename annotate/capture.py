@@ -1,8 +1,8 @@
 """Transformers' own intermediate values, caught under the twin's stage names.
 
 ``hf_states(hf)`` puts forward hooks on a live transformers model that a twin mirrors (eager
-attention), where the architecture's record says each step is computed (``catch_hf``, beside
-each twin), and fills a dict as it runs, keyed by the names the twin records
+attention), where annotate/models/<model_type>.py's ``catch_hf`` says each step is computed, and
+fills a dict as it runs, keyed by the names the twin records
 (reimpl/states.py): ``encoder.layer.3.attention.self.query``, ``transformer.h.0.mlp.act``. Then
 ``differences`` lines the two up step by step, in the same layout, for ``annotate trace --diff``
 and for the parity tests.
@@ -73,6 +73,24 @@ class Hooks:
                 output = output[0]
             self.keep(self.name(module, step), output if index is None else output[index])
 
+        self.handles.append(module.register_forward_hook(hook))
+
+    def calls(self, module: nn.Module, owner: nn.Module, steps: tuple[str, ...]) -> None:
+        """The module's n-th output in one forward of ``owner`` is ``<owner's path>.<steps[n]>``
+        (GPT-2's wte looks up the tokens, then the token types)."""
+        count = 0
+
+        def start(module, args):
+            nonlocal count
+            count = 0
+
+        def hook(module, args, output):
+            nonlocal count
+            if count < len(steps):
+                self.keep(self.name(owner, steps[count]), output)
+            count += 1
+
+        self.handles.append(owner.register_forward_pre_hook(start))
         self.handles.append(module.register_forward_hook(hook))
 
     def before(self, module: nn.Module, owner: nn.Module, step: str) -> None:
@@ -181,13 +199,14 @@ def hf_states(hf: nn.Module, grads: bool = False) -> Iterator[Recording]:
     Q/K/V are in HF's (B, T, C) layout (see ``heads_merged``); the scores are softmax's input, so
     they are caught as ``<name>.scores+mask``.
     """
+    from annotate import models
     from reimpl.registry import ARCHITECTURES, twin_class
 
     if twin_class(type(hf).__name__) is None or getattr(hf.config, "model_type", None) not in ARCHITECTURES:
         raise TypeError(f"no twin of {type(hf).__name__}, so no hooks for it")
     caught = Recording(grads)
     hooks = Hooks(hf, caught)
-    ARCHITECTURES[hf.config.model_type].catch_hf(hf, hooks)
+    models.get(hf.config.model_type).catch_hf(hf, hooks)
 
     # The scores never leave eager_attention_forward: catch them as softmax's input, one call per
     # attention module run. (HF calls nn.functional.softmax by attribute, so replacing it reaches it.)

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from annotate import models
 from annotate.errors import UserError
 from reimpl.states import recording
 
@@ -220,7 +221,7 @@ def twin_run(twin, inputs: dict[str, torch.Tensor], label: str | None = None, *,
         follows = versions.following(follow) if follow is not None else contextlib.nullcontext()
         with torch.inference_mode(), recording() as recorded, follows:
             output = model(**_to(inputs, device))
-            if base_output and getattr(model, "task", None) is None:
+            if base_output and models.head_of(model) is None:
                 recorded["last_hidden_state"] = output.last_hidden_state
         return {k: v.cpu() for k, v in recorded.items()}, output
 
@@ -253,7 +254,7 @@ def transformers_run(folder: Path, twin, inputs: dict[str, torch.Tensor], attn: 
     in ``dtype`` on ``device``; for the verdict, the same path in float64 from the checkpoint."""
     from annotate.capture import hf_states
 
-    head = getattr(twin, "task", None) is not None
+    head = models.head_of(twin) is not None
     extra = {"use_cache": False} if causal else {}  # the twin without a cache matches use_cache=False
 
     def states(as_dtype):
@@ -278,7 +279,7 @@ def against_transformers(folder: Path, twin, inputs, states, output, *, against:
     if dtype not in DTYPES:
         raise UserError(f"--dtype: one of {', '.join(DTYPES)}, not {dtype!r}")
     device = _device(device)
-    head = getattr(twin, "task", None) is not None
+    head = models.head_of(twin) is not None
     a = twin_run(twin, inputs, "twin (fp32)")
     b = transformers_run(folder, twin, inputs, against, DTYPES[dtype], device, causal)
     sb, ob = b.states(None)
@@ -288,7 +289,7 @@ def against_transformers(folder: Path, twin, inputs, states, output, *, against:
 def against_checkpoint(twin, other, inputs, states, output, *, label_a: str, label: str, keep: torch.Tensor | None = None) -> Comparison:
     """The twin of one checkpoint against the twin of another of the same architecture (annotate
     diff), on the first one's token ids."""
-    head = getattr(twin, "task", None) is not None
+    head = models.head_of(twin) is not None
     if type(other) is not type(twin):
         raise UserError(f"the two checkpoints are not the same model: {type(twin).__name__} and {type(other).__name__}")
     if int(inputs["input_ids"].max()) >= other.config.vocab_size:

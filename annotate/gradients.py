@@ -1,7 +1,7 @@
 """What ``annotate trace --grad`` adds to a trace: the model's natural loss, backpropagated, and
 each stage's gradient (d loss / d stage) beside its value, under the same name.
 
-The loss, by what the head predicts (the twin's ``task``), computed by the head itself from
+The loss, by what the head predicts (its head interface, annotate/models), computed by the head itself from
 ``labels``, as transformers computes it:
 
 - a causal LM (GPT-2): the language-model loss of the text, each token predicted from the ones
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+from annotate import models
 from annotate.errors import UserError
 from reimpl import registry
 from reimpl.states import recording
@@ -74,82 +74,90 @@ def _label_id(names: dict[int, str], given: str, what: str) -> int:
 
 
 def choose(result, twin, inputs: dict[str, torch.Tensor], tokenizer, target: str | None, label: str | None) -> tuple[dict[str, torch.Tensor], Loss]:
-    """The ``labels`` for the twin's forward, and what the loss is, from the head's task and the
-    trace's predictions (the defaults)."""
-    ids = result.ids
-    task = getattr(twin, "task", None)
-    if task is None:
+    """The labels for the twin's forward, and what the loss is: one term per output of the head
+    (annotate/models' head interface: how it reads, which argument takes its labels), its labels
+    from the trace's predictions (the defaults) or from ``target`` / ``label``."""
+    head = models.head_of(twin)
+    if head is None:
         heads = ", ".join(cls.__name__ for cls in registry.architecture_of(twin).heads)
         raise UserError(
             f"--grad needs a loss, and {type(twin).__name__} has no head to take one from: use a checkpoint "
             f"saved with a head ({heads}), e.g. a classifier fine-tuned from it (guide 9)"
         )
-    if target is not None and task not in ("masked-lm", "pretraining"):
-        raise UserError(f"--target is for a masked LM (the word to score at each mask); {type(twin).__name__} is a {task} head")
-    if label is not None and task not in ("sequence-classification", "next-sentence", "pretraining"):
-        raise UserError(f"--label is for a classifier (the label to score); {type(twin).__name__} is a {task} head")
-    T = len(ids)
+    if target is not None and head.reading("masked-tokens") is None:
+        raise UserError(f"--target is for a masked LM (the word to score at each mask); {type(twin).__name__} is a {head.task} head")
+    if label is not None and head.reading("labels") is None:
+        raise UserError(f"--label is for a classifier (the label to score); {type(twin).__name__} is a {head.task} head")
     labels: dict[str, torch.Tensor] = {}
     described: list[str] = []
     targets: list[str] = []
-    if task == "causal-lm":
-        labels["labels"] = torch.tensor([ids])  # shifted inside the head: token t + 1 scored at position t
-        targets.append("the text")
-        described.append(f"mean cross-entropy of each next token ({T - 1} predictions)")
-    if task in ("masked-lm", "pretraining"):
-        if not result.mask_predictions:
-            mask = tokenizer.token(tokenizer.mask_token_id(result.folder)) or "[MASK]"
-            raise UserError(f"--grad: a masked LM's loss is the cross-entropy at its mask tokens, and the text has none: put {mask} where a word is to be predicted")
-        masked = torch.full((1, T), -100)  # -100: not scored
-        for m in result.mask_predictions:
-            id = _one_token(tokenizer, target) if target is not None else m.top[0].id
-            masked[0, m.position] = id
-            targets.append(tokenizer.token(id))
-        labels["labels"] = masked
-        where = ", ".join(str(m.position) for m in result.mask_predictions)
-        described.append(f"cross-entropy of {', '.join(repr(t) for t in dict.fromkeys(targets))} at the mask (position {where})")
-    if task in ("sequence-classification", "next-sentence", "pretraining"):
-        names = twin.config.id2label if task == "sequence-classification" else twin.sentence_labels
-        predicted = max(range(len(result.labels)), key=lambda i: result.labels[i].prob)
-        problem = twin.config.problem_type if task == "sequence-classification" else None
-        if task == "sequence-classification" and problem is None and twin.num_labels == 1:
-            problem = "regression"
-        key = "labels"
-        if task == "pretraining":  # BERT's next_sentence_label, ALBERT's sentence_order_label
-            key = next(k for k in inspect.signature(twin.forward).parameters if k.endswith("_label"))
-        if problem == "regression":
-            if label is None:
-                raise UserError("--grad: a regression head (one output) needs the value to score against: --label VALUE")
-            try:
-                value = float(label)
-            except ValueError:
-                raise UserError(f"--label {label!r}: a regression head takes a number") from None
-            labels[key] = torch.tensor([value])
-            targets.append(label)
-            described.append(f"squared error to {value}")
-        elif problem == "multi_label_classification":
-            if label:
-                chosen = [_label_id(names, name.strip(), "model") for name in label.split(",")]
-            else:  # what it predicts: each label whose own sigmoid passes 0.5, i.e. whose logit is positive
-                with torch.no_grad():
-                    chosen = (twin(**inputs).logits[0] > 0).nonzero().flatten().tolist()
-            hot = torch.zeros(1, len(names))
-            hot[0, chosen] = 1.0
-            labels[key] = hot
-            targets.append(",".join(names[i] for i in chosen) or "none")
-            described.append(f"binary cross-entropy of each label against {{{targets[-1]}}}")
-        else:
-            id = _label_id(names, label, "model") if label is not None else predicted
-            labels[key] = torch.tensor([id])
-            targets.append(names[id])
-            described.append(f"cross-entropy of the label {names[id]!r}")
-    if task == "replaced-token-detection":
-        calls = torch.tensor([[1 if r.prob > 0.5 else 0 for r in result.replaced]])
-        labels["labels"] = calls
-        targets.append("its own calls")
-        described.append(f"binary cross-entropy of its own calls ({int(calls.sum())} of {T} replaced)")
+    for o in head.outputs:
+        value, target_names, text = _LABELS[o.reads](result, twin, inputs, tokenizer, o, target, label)
+        labels[o.labels] = value
+        targets += target_names
+        described.append(text)
     text = " + ".join(described)  # two only for pre-training, whose loss is the sum
-    return labels, Loss(task, float("nan"), ", ".join(dict.fromkeys(targets)), text)
+    return labels, Loss(head.task, float("nan"), ", ".join(dict.fromkeys(targets)), text)
+
+
+def _next_tokens(result, twin, inputs, tokenizer, o, target, label):
+    """A causal LM: the text itself (shifted inside the head: token t + 1 scored at position t)."""
+    return torch.tensor([result.ids]), ["the text"], f"mean cross-entropy of each next token ({len(result.ids) - 1} predictions)"
+
+
+def _masked_tokens(result, twin, inputs, tokenizer, o, target, label):
+    """A masked LM: at each mask, ``target`` (default: the model's own top prediction there)."""
+    if not result.mask_predictions:
+        mask = tokenizer.token(tokenizer.mask_token_id(result.folder)) or "[MASK]"
+        raise UserError(f"--grad: a masked LM's loss is the cross-entropy at its mask tokens, and the text has none: put {mask} where a word is to be predicted")
+    masked = torch.full((1, len(result.ids)), -100)  # -100: not scored
+    targets = []
+    for m in result.mask_predictions:
+        id = _one_token(tokenizer, target) if target is not None else m.top[0].id
+        masked[0, m.position] = id
+        targets.append(tokenizer.token(id))
+    where = ", ".join(str(m.position) for m in result.mask_predictions)
+    return masked, targets, f"cross-entropy of {', '.join(repr(t) for t in dict.fromkeys(targets))} at the mask (position {where})"
+
+
+def _labels(result, twin, inputs, tokenizer, o, target, label):
+    """A classifier: ``label`` (default: the predicted one); a regression head (one output of a
+    classifier whose config names its labels) the squared error to ``label``; multi-label: the
+    labels named (default: those predicted)."""
+    names = o.names or twin.config.id2label
+    predicted = max(range(len(result.labels)), key=lambda i: result.labels[i].prob)
+    problem = None if o.names else twin.config.problem_type
+    if o.names is None and problem is None and twin.num_labels == 1:
+        problem = "regression"  # as reimpl/losses.py decides for one label
+    if problem == "regression":
+        if label is None:
+            raise UserError("--grad: a regression head (one output) needs the value to score against: --label VALUE")
+        try:
+            value = float(label)
+        except ValueError:
+            raise UserError(f"--label {label!r}: a regression head takes a number") from None
+        return torch.tensor([value]), [label], f"squared error to {value}"
+    if problem == "multi_label_classification":
+        if label:
+            chosen = [_label_id(names, name.strip(), "model") for name in label.split(",")]
+        else:  # what it predicts: each label whose own sigmoid passes 0.5, i.e. whose logit is positive
+            with torch.no_grad():
+                chosen = (getattr(twin(**inputs), o.field)[0] > 0).nonzero().flatten().tolist()
+        hot = torch.zeros(1, len(names))
+        hot[0, chosen] = 1.0
+        chosen_names = ",".join(names[i] for i in chosen) or "none"
+        return hot, [chosen_names], f"binary cross-entropy of each label against {{{chosen_names}}}"
+    id = _label_id(names, label, "model") if label is not None else predicted
+    return torch.tensor([id]), [names[id]], f"cross-entropy of the label {names[id]!r}"
+
+
+def _replaced_tokens(result, twin, inputs, tokenizer, o, target, label):
+    """ELECTRA's discriminator: its own replaced / original calls."""
+    calls = torch.tensor([[1 if r.prob > 0.5 else 0 for r in result.replaced]])
+    return calls, ["its own calls"], f"binary cross-entropy of its own calls ({int(calls.sum())} of {len(result.ids)} replaced)"
+
+
+_LABELS = {"next-token": _next_tokens, "masked-tokens": _masked_tokens, "labels": _labels, "replaced-tokens": _replaced_tokens}
 
 
 @contextlib.contextmanager

@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 OPTIONS = re.compile(r"<!--\s*test:\s*(.*?)\s*-->")
+# A guide's ``> Line numbers: transformers X.Y.Z.``: the release whose line numbers its listings show.
+LINES_OF = re.compile(r"^> Line numbers: transformers (\d+\.\d+\.\d+)\.[ \t]*$", re.MULTILINE)
+RELEASE_LINE = re.compile(r"^(> (?:Line numbers: |行号：)transformers )\d+\.\d+\.\d+", re.MULTILINE)  # both languages
+# In a source listing (``annotate source``): a file header's range, and a numbered line's gutter.
+HEADER = re.compile(r"(?P<path>\S*\.py):(?P<first>\d+)-(?P<last>\d+)$")
+GUTTER = re.compile(r"^(?P<marker>❱\s*)?(?P<number>\d+) (?P<code>.*)$")
 
 
 @dataclass
@@ -151,3 +158,94 @@ def write_notebook(path: Path, out: Path | None = None) -> Path:
     out = Path(out) if out is not None else Path(notebook_name(path))
     out.write_text(json.dumps(notebook(path), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Source listings: the line numbers a guide shows, and rewriting them for the installed files.
+
+
+def listing_line(line: str) -> tuple[str, str | None]:
+    """A line of a source listing as (text, number): the number of its gutter or its header's
+    range ("1086-1141"), and the text without them."""
+    line = line.strip()
+    if header := HEADER.search(line):
+        return line[: header.start("first") - 1], f"{header['first']}-{header['last']}"
+    if gutter := GUTTER.match(line):
+        return gutter["code"].strip(), gutter["number"]
+    return line, None
+
+
+def real_numbers(shown: list[str], actual: str) -> list[str | None]:
+    """For each shown line of a listing, the number the real output gives the line it matches, or
+    None where it matches none or has no number. Lines are matched in order, by text; where the text
+    occurs more than once, the line whose number is the shown one moved as the lines before it
+    moved (a header's first line, the last numbered line) is taken."""
+    lines = [listing_line(line) for line in actual.splitlines()]
+    out: list[str | None] = []
+    at, shift = 0, 0
+    for raw in shown:
+        want, number = listing_line(raw)
+        if not want or want == "...":
+            out.append(None)
+            continue
+        candidates = [i for i in range(at, len(lines)) if want in lines[i][0]]
+        if not candidates:
+            out.append(None)
+            continue
+        found = candidates[0]
+        if number is not None and "-" not in number:
+            expected = str(int(number) + shift)
+            found = next((i for i in candidates if lines[i][1] == expected), found)
+        real = lines[found][1]
+        if number is not None and real is not None:
+            first = lambda n: int(n.split("-")[0])  # noqa: E731
+            shift = first(real) - first(number)
+        out.append(real if number is not None else None)
+        at = found + 1
+    return out
+
+
+def renumber(path: Path, run, release: str | None) -> str:
+    """The guide at ``path`` with the line numbers of its ``annotate source`` listings as ``run(argv)``
+    (the CLI's output for those arguments) gives them, and its ``> Line numbers:`` line naming
+    ``release``. ``release`` None: the twin's listings only (run under the other major version of
+    transformers, for the blocks written for it). Blocks that do not run here (the other major
+    version's, or a hub model's not in the cache) are left as they are."""
+    text = Path(path).read_text(encoding="utf-8")
+    pieces, at = [], 0
+    for block in blocks(path):
+        if block.lang != "console" or not runs_here(block):
+            continue
+        body_start = text.index("\n", block.start) + 1
+        lines = block.code.splitlines(keepends=True)
+        command, shown = None, []
+        for i, line in enumerate([*lines, "$ \n"]):
+            if line.startswith("$ "):
+                if command is not None and command[:2] == ["annotate", "source"]:
+                    start, twin = i - len(shown), False
+                    for j, real in enumerate(real_numbers([l.rstrip("\n") for l in shown], run(command[1:]))):
+                        if HEADER.search(shown[j].strip()):
+                            twin = shown[j].strip().startswith("reimpl/")
+                        if real is not None and (twin or release is not None):
+                            lines[start + j] = _with_number(lines[start + j], real)
+                command, shown = shlex.split(line[2:]), []
+            elif command is not None:
+                shown.append(line)
+        pieces += [text[at:body_start], "".join(lines)]
+        at = body_start + len(block.code)
+    text = "".join(pieces) + text[at:]
+    return RELEASE_LINE.sub(lambda m: m.group(1) + release, text) if release is not None else text
+
+
+def _with_number(line: str, number: str) -> str:
+    """A shown listing line with its gutter number or header range replaced by ``number``."""
+    end = "\n" if line.endswith("\n") else ""
+    body = line.rstrip("\n")
+    if "-" in number and (header := HEADER.search(body)):
+        return body[: header.start("first")] + number + end
+    gutter = GUTTER.match(body.strip())
+    if gutter:
+        at = body.index(gutter["number"], len(body) - len(body.lstrip()) + (len(gutter["marker"]) if gutter["marker"] else 0))
+        width = len(gutter["number"])
+        return body[:at] + number + body[at + width:] + end
+    return line

@@ -5,20 +5,18 @@ A stage is a name ``reimpl.recording()`` records and ``annotate trace`` prints:
 BERT with a head (the base model under ``bert.``). ``explain(model_type, stage)`` answers, for
 every stage of every architecture in reimpl/, without importing transformers, torch or reimpl:
 
-- the twin's side is found, not written down: the twin files are parsed (annotate/source.py's
+- the twin's side is found, not written down: the twin files are parsed (annotate/code.py's
   reader), the module tree is followed from each class of the architecture's record through its
   ``__init__`` (``self.attention = Namespace(self=self.attention_class(config), ...)``;
   ``nn.ModuleList(...)`` numbers its items), and every ``record(module, "step", value)`` call in the
   classes' methods gives a stage pattern (``encoder.layer.*.attention.self.probs``). The lines
   shown are the call and the statements just before it that compute ``value``.
-- transformers' side is ``TABLE``, per architecture: for each step, the formula in the paper's
-  notation and the function of the modeling file that computes it, with the text of the line(s)
-  that do (the anchors). The line numbers are looked up in the installed file each time, never
-  written here.
-- a family member (RoBERTa, XLM-RoBERTa, ELECTRA: a twin whose base model subclasses BERT's)
-  reuses BERT's entries with its own class prefix (BertSelfOutput -> RobertaSelfOutput) where
-  its own modeling file has that function and those lines. Where it doesn't, or the step is not
-  in the table (a head of its own), transformers' side is unknown, and said so, never guessed.
+- transformers' side is the architecture's ``STEPS`` (annotate/models/<model_type>.py): for each
+  step, the formula in the paper's notation and the function of the modeling file that computes
+  it, with the text of the line(s) that do (the anchors). The line numbers are looked up in the
+  installed file each time, never written down. A step the file lacks, or an anchor the installed
+  file does not have, is said so, never guessed (tests/test_stages.py keeps every stage of every
+  twin class known, under 4.57 and 5.x).
 
 Steps: a stage name without the base model's prefix (``bert.``, ``transformer.``) and, inside a
 layer, without the layer path and number: ``attention.self.probs``, ``mlp.act``; a layer's own
@@ -34,152 +32,9 @@ import difflib
 import functools
 from pathlib import Path
 
-from annotate import source
+from annotate import code, listing, models
+from annotate.code import Def, order
 from annotate.errors import UserError
-from annotate.source import Def
-
-# ---------------------------------------------------------------------------------------------
-# transformers' side: per architecture, step -> formula, and where the modeling file computes it.
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    formula: str  # the paper's notation, plain text
-    hf: tuple[tuple[str, tuple[str, ...]], ...]  # (function in the modeling file, the text of its lines that compute it)
-
-
-def step(formula: str, *parts: tuple[str, tuple[str, ...]]) -> Step:
-    return Step(formula, parts)
-
-
-def at(function: str, *anchors: str) -> tuple[str, tuple[str, ...]]:
-    """``function``'s lines containing each anchor, in order (each anchor is searched after the previous one)."""
-    return function, anchors
-
-
-# Notation (Vaswani et al. 2017, Devlin et al. 2019): X a layer's input (B, T, C), h heads of d_k each,
-# W and b a layer's weight and bias, M the additive mask (0 where a key may be seen, the dtype's
-# minimum where not), l a layer's index, L the number of layers.
-BERT = {
-    "embeddings.word_embeddings": step("E_tok = W_tok[input_ids]", at("BertEmbeddings.forward", "inputs_embeds = self.word_embeddings(input_ids)")),
-    "embeddings.token_type_embeddings": step(
-        "E_seg = W_seg[token_type_ids]", at("BertEmbeddings.forward", "token_type_embeddings = self.token_type_embeddings(token_type_ids)")
-    ),
-    "embeddings.position_embeddings": step(
-        "E_pos = W_pos[position_ids]", at("BertEmbeddings.forward", "position_embeddings = self.position_embeddings(position_ids)")
-    ),
-    "embeddings.sum": step(
-        "E = (E_tok + E_seg) + E_pos",
-        at("BertEmbeddings.forward", "embeddings = inputs_embeds + token_type_embeddings", "embeddings = embeddings + position_embeddings"),
-    ),
-    "embeddings.LayerNorm": step("X_0 = LayerNorm(E)", at("BertEmbeddings.forward", "embeddings = self.LayerNorm(embeddings)")),
-    "attention.self.query": step("Q = X W_Q + b_Q, split into h heads of d_k", at("BertSelfAttention.forward", "query_layer = self.query(hidden_states)")),
-    "attention.self.key": step("K = X W_K + b_K, split into h heads of d_k", at("BertSelfAttention.forward", "key_layer = self.key(hidden_states)")),
-    "attention.self.value": step("V = X W_V + b_V, split into h heads of d_k", at("BertSelfAttention.forward", "value_layer = self.value(hidden_states)")),
-    "attention.self.scores": step(
-        "S = Q K^T / sqrt(d_k)", at("eager_attention_forward", "attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling")
-    ),
-    "attention.self.probs": step(
-        "P = softmax(S + M)",
-        at("eager_attention_forward", "attn_weights = attn_weights + attention_mask", "attn_weights = nn.functional.softmax(attn_weights, dim=-1)"),
-    ),
-    "attention.self.context": step(
-        "A = P V, the heads side by side: Concat(head_1, ..., head_h)",
-        at("eager_attention_forward", "attn_output = torch.matmul(attn_weights, value)", "attn_output = attn_output.transpose(1, 2)"),
-        at("BertSelfAttention.forward", "attn_output = attn_output.reshape(*input_shape, -1).contiguous()"),
-    ),
-    "attention.output.dense": step("A W_O + b_O", at("BertSelfOutput.forward", "hidden_states = self.dense(hidden_states)")),
-    "attention.output.residual": step("X + (A W_O + b_O)", at("BertSelfOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
-    "attention.output.LayerNorm": step("X' = LayerNorm(X + MultiHead(X))", at("BertSelfOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
-    "intermediate.dense": step("H = X' W_1 + b_1", at("BertIntermediate.forward", "hidden_states = self.dense(hidden_states)")),
-    "intermediate.intermediate_act_fn": step("GELU(H)", at("BertIntermediate.forward", "hidden_states = self.intermediate_act_fn(hidden_states)")),
-    "output.dense": step("FFN(X') = GELU(H) W_2 + b_2", at("BertOutput.forward", "hidden_states = self.dense(hidden_states)")),
-    "output.residual": step("X' + FFN(X')", at("BertOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
-    "output.LayerNorm": step("X_(l+1) = LayerNorm(X' + FFN(X'))", at("BertOutput.forward", "self.LayerNorm(hidden_states + input_tensor)")),
-    "encoder.layer.N": step("X_(l+1) = Layer_l(X_l)", at("BertEncoder.forward", "hidden_states = layer_module(")),
-    "pooler.dense": step(
-        "h_[CLS] W_p + b_p", at("BertPooler.forward", "first_token_tensor = hidden_states[:, 0]", "pooled_output = self.dense(first_token_tensor)")
-    ),
-    "pooler.activation": step("pooled = tanh(h_[CLS] W_p + b_p)", at("BertPooler.forward", "pooled_output = self.activation(pooled_output)")),
-    "cls.predictions.transform.dense": step("X_L W_t + b_t", at("BertPredictionHeadTransform.forward", "hidden_states = self.dense(hidden_states)")),
-    "cls.predictions.transform.transform_act_fn": step(
-        "GELU(X_L W_t + b_t)", at("BertPredictionHeadTransform.forward", "hidden_states = self.transform_act_fn(hidden_states)")
-    ),
-    "cls.predictions.transform.LayerNorm": step(
-        "H_t = LayerNorm(GELU(X_L W_t + b_t))", at("BertPredictionHeadTransform.forward", "hidden_states = self.LayerNorm(hidden_states)")
-    ),
-    "cls.predictions.decoder": step(
-        "logits = H_t W_tok^T + b (W_tok: the word embeddings)", at("BertLMPredictionHead.forward", "hidden_states = self.decoder(hidden_states)")
-    ),
-    "cls.seq_relationship": step(
-        "NSP logits = pooled W_nsp + b_nsp",
-        at("BertPreTrainingHeads.forward", "seq_relationship_score = self.seq_relationship(pooled_output)"),
-        at("BertOnlyNSPHead.forward", "seq_relationship_score = self.seq_relationship(pooled_output)"),
-    ),
-    "classifier": step("logits = pooled W_c + b_c", at("BertForSequenceClassification.forward", "logits = self.classifier(pooled_output)")),
-    "last_hidden_state": step("H = X_L, the last layer's output", at("BertModel.forward", "sequence_output = encoder_outputs.last_hidden_state")),
-}
-
-GPT2 = {
-    "wte": step("E_tok = W_te[input_ids]", at("GPT2Model.forward", "inputs_embeds = self.wte(input_ids)")),
-    "wpe": step("E_pos = W_pe[position_ids]", at("GPT2Model.forward", "position_embeds = self.wpe(position_ids)")),
-    "token_type_embeds": step(
-        "E_seg = W_te[token_type_ids] (token types are looked up in the token table)",
-        at("GPT2Model.forward", "token_type_embeds = self.wte(token_type_ids)"),
-    ),
-    "sum": step(
-        "X_0 = E_tok + E_pos (+ E_seg)",
-        at("GPT2Model.forward", "hidden_states = inputs_embeds + position_embeds", "hidden_states = hidden_states + token_type_embeds"),
-    ),
-    "h.N": step("X_(l+1) = Block_l(X_l)", at("GPT2Model.forward", "hidden_states = block(")),
-    "ln_1": step("LN_1(X)", at("GPT2Block.forward", "hidden_states = self.ln_1(hidden_states)")),
-    "attn.query": step(
-        "Q = LN_1(X) W_Q + b_Q (c_attn's first C columns), split into h heads of d_k",
-        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "query_states = query_states.view(shape_q).transpose(1, 2)"),
-    ),
-    "attn.key": step(
-        "K = LN_1(X) W_K + b_K (c_attn's next C columns), split into heads; with a cache, the cached keys first",
-        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "key_states = key_states.view(shape_kv).transpose(1, 2)",
-           "key_states, value_states = curr_cache.update("),
-    ),
-    "attn.value": step(
-        "V = LN_1(X) W_V + b_V (c_attn's last C columns), split into heads; with a cache, the cached values first",
-        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "value_states = value_states.view(shape_kv).transpose(1, 2)",
-           "key_states, value_states = curr_cache.update("),
-    ),
-    "attn.scores": step(
-        "S = Q K^T / sqrt(d_k)", at("eager_attention_forward", "attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling")
-    ),
-    "attn.probs": step(
-        "P = softmax(S + M) (M: the future and padding)",
-        at("eager_attention_forward", "attn_weights = attn_weights + attention_mask", "attn_weights = nn.functional.softmax(attn_weights, dim=-1)",
-           "attn_weights = attn_weights.type(value.dtype)"),
-    ),
-    "attn.context": step(
-        "A = P V, the heads side by side: Concat(head_1, ..., head_h)",
-        at("eager_attention_forward", "attn_output = torch.matmul(attn_weights, value)", "attn_output = attn_output.transpose(1, 2)"),
-        at("GPT2Attention.forward", "attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).contiguous()"),
-    ),
-    "attn.c_proj": step("Attn(LN_1(X)) = A W_O + b_O", at("GPT2Attention.forward", "attn_output = self.c_proj(attn_output)")),
-    "attn.residual": step("X' = X + Attn(LN_1(X))", at("GPT2Block.forward", "hidden_states = attn_output + residual")),
-    "ln_2": step("LN_2(X')", at("GPT2Block.forward", "hidden_states = self.ln_2(hidden_states)")),
-    "mlp.c_fc": step("H = LN_2(X') W_1 + b_1", at("GPT2MLP.forward", "hidden_states = self.c_fc(hidden_states)")),
-    "mlp.act": step("GELU_tanh(H)", at("GPT2MLP.forward", "hidden_states = self.act(hidden_states)")),
-    "mlp.c_proj": step("MLP(LN_2(X')) = GELU_tanh(H) W_2 + b_2", at("GPT2MLP.forward", "hidden_states = self.c_proj(hidden_states)")),
-    "mlp.residual": step("X_(l+1) = X' + MLP(LN_2(X'))", at("GPT2Block.forward", "hidden_states = residual + feed_forward_hidden_states")),
-    "ln_f": step("H = LN_f(X_L)", at("GPT2Model.forward", "hidden_states = self.ln_f(hidden_states)")),
-    "lm_head": step(
-        "logits = H W_te^T (tied to the token embeddings)",
-        at("GPT2LMHeadModel.forward", "hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)", "logits = self.lm_head(hidden_states)"),
-    ),
-    "score": step("logits = H W_s, read at each row's last token that is not padding", at("GPT2ForSequenceClassification.forward", "logits = self.score(hidden_states)")),
-    "last_hidden_state": step(
-        "H = LN_f(X_L)", at("GPT2Model.forward", "hidden_states = self.ln_f(hidden_states)", "hidden_states = hidden_states.view(output_shape)")
-    ),
-}
-
-TABLE: dict[str, dict[str, Step]] = {"bert": BERT, "gpt2": GPT2}
-
 
 # ---------------------------------------------------------------------------------------------
 # What explain returns.
@@ -210,12 +65,12 @@ class Snippet:
     @property
     def location(self) -> str:
         """``transformers/models/bert/modeling_bert.py:129,131 eager_attention_forward``: one line, for a trace."""
-        top = source.package_dir(self.module.split(".")[0]).parent
+        top = code.package_dir(self.module.split(".")[0]).parent
         try:
             where = self.path.resolve().relative_to(top.resolve()).as_posix()
         except ValueError:
             where = str(self.path)
-        runs = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in source.chunks(self.lines, gap=0))
+        runs = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in listing.chunks(self.lines, gap=0))
         return f"{where}:{runs} {self.function}"
 
 
@@ -316,8 +171,8 @@ def _runs(cls: Def, name: str) -> tuple[Def, ...]:
     """The definitions of method ``name`` that a call on ``cls`` runs: the first along the MRO, and
     the next ones as long as each calls ``super().name(...)``."""
     out = []
-    for klass in source.mro(cls):
-        node = source.own_members(klass.node).get(name)
+    for klass in code.mro(cls):
+        node = code.own_members(klass.node).get(name)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             out.append(Def(klass.module, klass.path, node, f"{klass.qualname}.{name}"))
             if not _calls_super(node, name):
@@ -328,8 +183,8 @@ def _runs(cls: Def, name: str) -> tuple[Def, ...]:
 @functools.cache
 def _methods(cls: Def) -> tuple[Def, ...]:
     names = []
-    for klass in source.mro(cls):
-        for name, node in source.own_members(klass.node).items():
+    for klass in code.mro(cls):
+        for name, node in code.own_members(klass.node).items():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and name not in names:
                 names.append(name)
     return tuple(d for name in names for d in _runs(cls, name))
@@ -388,10 +243,10 @@ def _record_call(node: ast.AST) -> ast.Call | None:
 
 def _class_attribute(cls: Def, name: str) -> Def | None:
     """A class attribute naming a class (``layer_class = BertLayer``), looked up on ``cls`` as Python does."""
-    found = source.member(cls, name)
+    found = code.member(cls, name)
     if found is None or not isinstance(found.node, ast.Assign) or not isinstance(found.node.value, ast.Name):
         return None
-    return source.resolve(found.module, found.node.value.id)
+    return code.resolve(found.module, found.node.value.id)
 
 
 def _classes_in(expr: ast.expr, cls: Def, function: Def) -> list[tuple[tuple[str, ...], Def]]:
@@ -409,7 +264,7 @@ def _classes_in(expr: ast.expr, cls: Def, function: Def) -> list[tuple[tuple[str
     if isinstance(func, ast.Name):
         if func.id == "Namespace":  # reimpl.bert.Namespace(name=module, ...): submodules by keyword
             return [((kw.arg, *path), d) for kw in expr.keywords if kw.arg for path, d in _classes_in(kw.value, cls, function)]
-        target = source.resolve(function.module, func.id)
+        target = code.resolve(function.module, func.id)
     elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
         target = _class_attribute(cls, func.attr)  # self.layer_class(config): the class the *concrete* class names
     if target is not None and isinstance(target.node, ast.ClassDef) and target.module.startswith("reimpl."):
@@ -484,19 +339,13 @@ def _walk(cls: Def, path: tuple[str, ...], root: str, out: list[Recorded], depth
 @functools.cache
 def recorded(model_type: str) -> tuple[Recorded, ...]:
     """Every record call an architecture's twins make, with its stage pattern, from each class of its record."""
-    record = source.records()[model_type]
+    record = code.records()[model_type]
     out: list[Recorded] = []
     for root in dict.fromkeys((record.base, *record.heads, record.default)):
-        cls = source.resolve(record.twin_module, root)
+        cls = code.resolve(record.twin_module, root)
         if cls is not None and isinstance(cls.node, ast.ClassDef):
             _walk(cls, (), root, out)
     return tuple(out)
-
-
-def order() -> list[str]:
-    """Model types, BERT's and GPT-2's first (a name they share with a family member means theirs)."""
-    types = list(source.records())
-    return sorted(types, key=lambda t: (t not in ("bert", "gpt2"), t != "bert", t))
 
 
 def _params(function: ast.AST) -> set[str]:
@@ -597,7 +446,7 @@ def computing(function: ast.AST, statement: ast.stmt) -> list[ast.stmt]:
 
 
 def _snippet(module: str, function: str, path: Path, lines: set[int]) -> Snippet:
-    text = source.lines_of(path)
+    text = code.lines_of(path)
     numbers = tuple(sorted(n for n in lines if not text[n - 1].lstrip().startswith("#")))  # code, not comments
     return Snippet(module, function, path, numbers, "\n".join(text[n - 1] for n in numbers))
 
@@ -618,9 +467,9 @@ def twin_snippet(found: Recorded) -> Snippet:
     return _snippet(function.module, function.qualname, function.path, lines)
 
 
-def _returned(record: source.Record) -> Snippet | None:
+def _returned(record: code.Record) -> Snippet | None:
     """``last_hidden_state``: what the base model's forward returns."""
-    cls = source.resolve(record.twin_module, record.base)
+    cls = code.resolve(record.twin_module, record.base)
     forward = _runs(cls, "forward") if cls is not None else []
     if not forward:
         return None
@@ -639,24 +488,25 @@ class _Missing(Exception):
     pass
 
 
-def _base_prefix(record: source.Record) -> str:
-    cls = source.resolve(record.twin_module, record.base)
-    found = source.member(cls, "base_model_prefix") if cls is not None else None
+def _base_prefix(record: code.Record) -> str:
+    cls = code.resolve(record.twin_module, record.base)
+    found = code.member(cls, "base_model_prefix") if cls is not None else None
     if found is not None and isinstance(found.node, ast.Assign) and isinstance(found.node.value, ast.Constant):
         return found.node.value.value
     return ""
 
 
 def step_of(model_type: str, stage: str) -> str:
-    """``bert.encoder.layer.3.attention.self.probs`` -> ``attention.self.probs``; ``transformer.h.3`` -> ``h.N``."""
-    record = source.records()[model_type]
+    """``bert.encoder.layer.3.attention.self.probs`` -> ``attention.self.probs``; ``transformer.h.3`` -> ``h.N``;
+    a list inside a layer is numbered N too (ALBERT's ``encoder.layer.3.albert_layers.1.ffn`` -> ``albert_layers.N.ffn``)."""
+    record = code.records()[model_type]
     prefix = _base_prefix(record)
     if prefix and stage.startswith(prefix + "."):
         stage = stage[len(prefix) + 1 :]
     if record.layers and stage.startswith(record.layers + "."):
         number, _, inner = stage[len(record.layers) + 1 :].partition(".")
         if number.isdigit():
-            return inner or f"{record.layers}.N"
+            return ".".join("N" if p.isdigit() else p for p in inner.split(".")) if inner else f"{record.layers}.N"
     return stage
 
 
@@ -672,11 +522,11 @@ def _statement_at(function: ast.AST, line: int) -> ast.stmt:
 
 def locate(module: str, function: str, anchors: tuple[str, ...]) -> Snippet:
     """The lines of ``module``'s ``function`` that contain the anchors, each widened to its whole statement."""
-    d = source.lookup(module, function)
+    d = code.lookup(module, function)
     if d is None or not isinstance(d.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise _Missing(f"{module.rsplit('.', 1)[1]}.py has no {function}")
-    first, last = source.span(d)
-    text = source.lines_of(d.path)
+    first, last = code.span(d)
+    text = code.lines_of(d.path)
     lines: set[int] = set()
     at_line = first
     for anchor in anchors:
@@ -689,50 +539,21 @@ def locate(module: str, function: str, anchors: tuple[str, ...]) -> Snippet:
     return _snippet(module, function, d.path, lines)
 
 
-def _family(record: source.Record) -> tuple[str, str, str] | None:
-    """(covered model_type, its class prefix, this one's): RoBERTa's twin subclasses BERT's -> ("bert", "Bert", "Roberta")."""
-    cls = source.resolve(record.twin_module, record.base)
-    if cls is None or record.model_type in TABLE:
-        return None
-    ancestors = {(d.path, d.node.lineno) for d in source.mro(cls)[1:]}
-    for covered in TABLE:
-        other = source.records().get(covered)
-        base = source.resolve(other.twin_module, other.base) if other else None
-        if base is not None and (base.path, base.node.lineno) in ancestors:
-            if other.base.endswith("Model") and record.base.endswith("Model"):
-                return covered, other.base.removesuffix("Model"), record.base.removesuffix("Model")
-    return None
-
-
-def _renamed(function: str, old: str, new: str) -> str:
-    return new + function[len(old):] if function.startswith(old) else function
-
-
 @functools.cache
 def hf_side(model_type: str, step_name: str) -> tuple[str | None, tuple[Snippet, ...], str]:
     """(formula, transformers' snippets, note) for a step of an architecture; empty snippets: unknown."""
-    record = source.records()[model_type]
-    table = TABLE.get(model_type)
-    if table is not None:
-        entry = table.get(step_name)
-        if entry is None:
-            return None, (), f"annotate/stages.py's {model_type} table has no step {step_name!r}"
-        try:
-            return entry.formula, tuple(locate(record.hf_module, f, a) for f, a in entry.hf), ""
-        except _Missing as e:
-            return entry.formula, (), f"not found in the installed {record.hf_short}.py: {e}"
-    family = _family(record)
-    if family is None:
-        return None, (), f"annotate/stages.py has no table for {model_type} yet"
-    covered, old, new = family
-    entry = TABLE[covered].get(step_name)
-    if entry is None:
-        return None, (), f"{model_type}'s step {step_name!r} is not one of {covered}'s (annotate/stages.py)"
+    record = code.records()[model_type]
     try:
-        snippets = tuple(locate(record.hf_module, _renamed(f, old, new), a) for f, a in entry.hf)
+        steps = models.get(model_type).steps(code.transformers_version())
+    except LookupError as e:
+        return None, (), str(e)
+    entry = steps.get(step_name)
+    if entry is None:
+        return None, (), f"annotate/models/{models.module_name(model_type).rsplit('.', 1)[1]}.py has no step {step_name!r}"
+    try:
+        return entry.formula, tuple(locate(record.hf_module, f, a) for f, a in entry.hf), ""
     except _Missing as e:
-        return None, (), f"{covered}'s entry, with {new} for {old}, does not fit {record.hf_short}.py ({e})"
-    return entry.formula, snippets, f"{covered}'s entry, with {new} for {old}: the same lines in {record.hf_short}.py"
+        return entry.formula, (), f"not found in the installed {record.hf_short}.py: {e}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,7 +571,7 @@ def explain(model_type: str, stage: str, model_class: str | None = None) -> Expl
     ``model_class``: the twin class that ran (BertForPreTraining), to pick its record call where
     several heads record the same name. Never raises for a model_type reimpl/ has: what is not
     found is None / empty, with a note."""
-    record = source.records().get(model_type)
+    record = code.records().get(model_type)
     if record is None:
         raise UserError(f"no twin for model_type {model_type!r}; reimpl/ has {', '.join(order())}")
     step_name = step_of(model_type, stage)
@@ -808,6 +629,8 @@ def suggest(name: str, model: str | None = None) -> tuple[list[str], str]:
     if model is not None and any(model in types for types in pool.values()):  # its own names first
         pool = dict(sorted(pool.items(), key=lambda item: model not in item[1]))
     ends = [p for p in pool if p.endswith("." + asked)]  # a step without its layer: "attention.self.probs"
+    firsts = {pool[p][0]: p for p in reversed(ends)}  # each model type's first such name, before the others
+    ends = sorted(ends, key=lambda p: p not in firsts.values())
     close = ends[:5] or difflib.get_close_matches(asked, list(pool), n=5, cutoff=0.75)
     names = []
     for pattern in close:
@@ -831,18 +654,18 @@ def render(found: StageFound, console=None, twin: bool = True) -> None:
     e = found.explanation
     snippets = [*e.hf, *([e.twin] if twin and e.twin else [])]
     listings = [
-        ("\n".join(source.lines_of(s.path)[a - 1 : b]), b) for s in snippets for a, b in source.chunks(s.lines)
+        ("\n".join(code.lines_of(s.path)[a - 1 : b]), b) for s in snippets for a, b in listing.chunks(s.lines)
     ]
-    console = console or source.console_for(listings)
+    console = console or listing.console_for(listings)
     step = f", step {e.step}" if e.step != e.stage else ""
     console.print(Text(f"stage {e.stage} ({e.model_type}{step})", style="bold"), soft_wrap=True)
     console.print(Text(f"  {e.formula}" if e.formula else "  (no formula: transformers' side unknown)", style="cyan"), soft_wrap=True)
     if found.also:
         console.print(Text(f"also a stage of: {', '.join(found.also)} (--model {found.also[0]})", style="yellow"), soft_wrap=True)
     console.print()
-    version = source.transformers_version()
+    version = code.transformers_version()
     for s in e.hf:
-        source.show_lines(console, s.path, s.lines, f"transformers {version}: {s.qualname}")
+        listing.show_lines(console, s.path, s.lines, f"transformers {version}: {s.qualname}")
     if not e.hf:
         console.print(Text(f"transformers {version}: unknown", style="bold"), soft_wrap=True)
     if e.hf_note:
@@ -853,72 +676,6 @@ def render(found: StageFound, console=None, twin: bool = True) -> None:
     if e.twin is None:
         console.print(Text(f"twin: {e.twin_location}", style="italic"), soft_wrap=True)
         return
-    source.show_lines(console, e.twin.path, e.twin.lines, f"twin: {e.twin.qualname} (marked ❱: the record call and what computes its value)")
+    listing.show_lines(console, e.twin.path, e.twin.lines, f"twin: {e.twin.qualname} (marked ❱: the record call and what computes its value)")
     if e.twin_note:
         console.print(Text(f"({e.twin_note})", style="dim"), soft_wrap=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# transformers 4.57 (the last 4.x): where its files compute the steps whose lines differ from 5.x's
-# (reimpl/versions.py lists what changed). Read when 4.57 is the installed version; the formulas
-# are the tables' above (the same math), so they are left empty here.
-
-BERT_4_57 = {
-    "embeddings.sum": step("",
-        at("BertEmbeddings.forward", "embeddings = inputs_embeds + token_type_embeddings", "embeddings += position_embeddings"),
-    ),
-    "attention.self.key": step("", at("BertSelfAttention.forward", "key_layer = self.key(current_states)")),
-    "attention.self.value": step("", at("BertSelfAttention.forward", "value_layer = self.value(current_states)")),
-    "attention.self.scores": step("",
-        at("BertSelfAttention.forward", "attention_scores = torch.matmul(query_layer, key_layer.transpose(-1, -2))",
-           "attention_scores = attention_scores / math.sqrt(self.attention_head_size)"),
-    ),
-    "attention.self.probs": step("",
-        at("BertSelfAttention.forward", "attention_scores = attention_scores + attention_mask", "attention_probs = nn.functional.softmax(attention_scores, dim=-1)"),
-    ),
-    "attention.self.context": step("",
-        at("BertSelfAttention.forward", "context_layer = torch.matmul(attention_probs, value_layer)",
-           "context_layer = context_layer.permute(0, 2, 1, 3).contiguous()", "context_layer = context_layer.view(new_context_layer_shape)"),
-    ),
-    "encoder.layer.N": step("", at("BertEncoder.forward", "layer_outputs = layer_module(", "hidden_states = layer_outputs[0]")),
-    "last_hidden_state": step("", at("BertModel.forward", "sequence_output = encoder_outputs[0]")),
-}
-
-GPT2_4_57 = {
-    "h.N": step("", at("GPT2Model.forward", "outputs = block(", "hidden_states = outputs[0]")),
-    "attn.key": step("",
-        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "key_states = key_states.view(shape_kv).transpose(1, 2)",
-           "key_states, value_states = curr_past_key_value.update("),
-    ),
-    "attn.value": step("",
-        at("GPT2Attention.forward", "= self.c_attn(hidden_states).split(", "value_states = value_states.view(shape_kv).transpose(1, 2)",
-           "key_states, value_states = curr_past_key_value.update("),
-    ),
-    "attn.scores": step("",
-        at("eager_attention_forward", "attn_weights = torch.matmul(query, key.transpose(-1, -2))", "attn_weights = attn_weights / torch.full(",
-           "attn_weights = attn_weights / float(module.layer_idx + 1)"),
-    ),
-    "attn.probs": step("",
-        at("eager_attention_forward", "attn_weights = torch.where(causal_mask, attn_weights.to(attn_weights.dtype), mask_value)",
-           "attn_weights = attn_weights + causal_mask", "attn_weights = nn.functional.softmax(attn_weights, dim=-1)",
-           "attn_weights = attn_weights.type(value.dtype)"),
-    ),
-    "lm_head": step("",
-        at("GPT2LMHeadModel.forward", "slice_indices = slice(-logits_to_keep, None)", "logits = self.lm_head(hidden_states[:, slice_indices, :])"),
-    ),
-}
-
-
-def _follow_4_57() -> None:
-    """Under transformers 4.57, its lines for the steps above (the formulas are the same math)."""
-    try:
-        installed = source.transformers_version()
-    except UserError:  # no transformers: nothing to locate anyway
-        return
-    if installed.startswith("4."):
-        for table, overrides in ((BERT, BERT_4_57), (GPT2, GPT2_4_57)):
-            for name, entry in overrides.items():
-                table[name] = dataclasses.replace(entry, formula=table[name].formula)
-
-
-_follow_4_57()

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from annotate import models
 from annotate.errors import UserError
 from reimpl import loading, registry
 from reimpl.states import recording
@@ -397,34 +398,6 @@ def _keep(causal: bool, T: int) -> torch.Tensor:
     return torch.tril(keep) if causal else keep
 
 
-def _run_transformers(folder: Path, inputs: dict[str, torch.Tensor], twin, causal: bool) -> tuple[dict, tuple]:
-    """transformers' own model of the twin's class, eager and fp32, on the same ids: its caught
-    states and its output."""
-    import transformers
-    from transformers.utils import logging as hf_logging
-
-    from annotate.capture import hf_states
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # its load report and "Loading weights" bar would garble the trace
-    hf_logging.disable_progress_bar()
-    try:
-        cls = getattr(transformers, type(twin).__name__)  # the twins carry transformers' class names
-        try:
-            hf = cls.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32, **twin.hf_kwargs()).eval()
-        except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"--diff: transformers could not load {str(folder)!r}: {reason}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-    extra = {"use_cache": False} if causal else {}  # the twin without a cache matches use_cache=False
-    with torch.inference_mode(), hf_states(hf) as theirs:
-        output = hf(**inputs, **extra)
-    return theirs, output
-
-
 def load(model: str):
     """(folder, twin) for a hub id, local directory or packaged model."""
     folder = loading.resolve(model)
@@ -441,26 +414,23 @@ def _top(probs: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[Prediction]:
 
 
 def _predictions(result: Trace, twin, out, ids: list[int], top_k: int, tokenizer: Tokenizer, folder: Path) -> None:
-    """What the head predicts, by the head's task: next tokens, [MASK] answers, or labels."""
-    task = getattr(twin, "task", None)
-    if task == "causal-lm":
-        probs = torch.softmax(out.logits[0, -1].double(), dim=-1)  # (V,): the next token after the last
-        result.predictions = _top(probs, top_k, tokenizer)
-    if task in ("masked-lm", "pretraining"):
-        logits = out.logits if task == "masked-lm" else out.prediction_logits  # (1, T, V)
-        mask_id = tokenizer.mask_token_id(folder)
-        positions = [i for i, id in enumerate(ids) if id == mask_id]
-        result.mask_predictions = [
-            MaskPrediction(i, _top(torch.softmax(logits[0, i].double(), dim=-1), top_k, tokenizer)) for i in positions
-        ]
-    if task == "replaced-token-detection":
-        probs = torch.sigmoid(out.logits[0].double()).tolist()  # (T,)
-        result.replaced = [Replaced(i, result.display_tokens[i], p) for i, p in enumerate(probs)]
-    if task in ("sequence-classification", "next-sentence", "pretraining"):
-        logits = out[1] if task == "pretraining" else out.logits  # (1, L): pre-training's second field is the sentence head's
-        names = twin.config.id2label if task == "sequence-classification" else twin.sentence_labels
-        probs = torch.softmax(logits[0].double(), dim=-1).tolist()
-        result.labels = [Label(names[i], p) for i, p in enumerate(probs)]
+    """What the head predicts, output by output, as its head interface says each one reads
+    (annotate/models): next tokens, [MASK] answers, replaced tokens, or labels."""
+    head = models.head_of(twin)
+    for o in head.outputs if head is not None else ():
+        logits = getattr(out, o.field)[0].double()  # the text's row
+        if o.reads == "next-token":
+            result.predictions = _top(torch.softmax(logits[-1], dim=-1), top_k, tokenizer)  # (V,): after the last token
+        elif o.reads == "masked-tokens":
+            mask_id = tokenizer.mask_token_id(folder)
+            positions = [i for i, id in enumerate(ids) if id == mask_id]
+            result.mask_predictions = [MaskPrediction(i, _top(torch.softmax(logits[i], dim=-1), top_k, tokenizer)) for i in positions]
+        elif o.reads == "replaced-tokens":
+            probs = torch.sigmoid(logits).tolist()  # (T,)
+            result.replaced = [Replaced(i, result.display_tokens[i], p) for i, p in enumerate(probs)]
+        elif o.reads == "labels":
+            names = o.names or twin.config.id2label
+            result.labels = [Label(names[i], p) for i, p in enumerate(torch.softmax(logits, dim=-1).tolist())]
 
 
 def trace(
@@ -478,7 +448,7 @@ def trace(
         tokenizer = Tokenizer(folder)
     arch = registry.architecture_of(twin)
     config = twin.config
-    head = getattr(twin, "task", None) is not None
+    head = models.head_of(twin)
     layers_path = f"{twin.base_model_prefix}.{arch.layers}" if head else arch.layers
 
     ids, tokens, type_ids = tokenizer.encode(text)
@@ -523,9 +493,9 @@ def trace(
                 )
         diffs, verdicts, logits_diff = comparison.diffs, comparison.verdicts, comparison.logits_diff
         if head:  # the head's outputs are compared as such (logits_diff), not as a stage
-            diffs.pop(twin.logits_stage, None)
+            diffs.pop(head.stage, None)
 
-    logits_stage = getattr(twin, "logits_stage", None)
+    logits_stage = head.stage if head else None
     stages = [
         Stage(name, _layer(name, layers_path), tuple(x.shape), _stats(x), diffs.get(name) if diff else None, verdicts.get(name))
         for name, x in states.items()

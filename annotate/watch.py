@@ -23,6 +23,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
+from annotate import models
 from annotate.errors import UserError
 
 WIDTH = 80
@@ -111,7 +112,8 @@ class Watch:
             seed = random.SystemRandom().randrange(2**31)
 
         self.twin = registry.from_pretrained(self.folder)
-        if getattr(self.twin, "task", None) != "causal-lm":
+        head = models.head_of(self.twin)
+        if head is None or head.reading("next-token") is None:
             raise UserError(f"{model} loads as {type(self.twin).__name__}, which has no language-model head to "
                             f"generate with (a causal LM such as GPT2LMHeadModel does)")
         self.tokenizer = tracer.Tokenizer(self.folder)

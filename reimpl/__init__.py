@@ -13,7 +13,8 @@ from .bert import (
 from .albert import AlbertForMaskedLM, AlbertForPreTraining, AlbertForSequenceClassification, AlbertModel
 from .distilbert import DistilBertForMaskedLM, DistilBertForSequenceClassification, DistilBertModel
 from .electra import ElectraForMaskedLM, ElectraForPreTraining, ElectraForSequenceClassification, ElectraModel
-from .gpt2 import GPT2Attention, GPT2Block, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2MLP, GPT2Model, KVCache
+from .cache import KVCache
+from .gpt2 import GPT2Attention, GPT2Block, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2MLP, GPT2Model
 from .loading import CheckpointError, save_pretrained
 from .registry import ARCHITECTURES, architecture, from_pretrained
 from .roberta import RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel

@@ -57,7 +57,7 @@ from torch import nn
 
 from .activations import get_activation
 from .architecture import Architecture, ClassifierConfig, refuse_feed_forward_chunking
-from .bert import BertEmbeddings, BertPreTrainedModel, BertSelfAttention, catch_embeddings
+from .bert import BertEmbeddings, BertPreTrainedModel, BertSelfAttention
 from .bert import checkpoint_key as bert_checkpoint_key
 from .loading import Twin, twin_of
 from .losses import cross_entropy, sequence_classification_loss
@@ -348,8 +348,6 @@ class AlbertPreTrainedModel(BertPreTrainedModel):
 class AlbertForMaskedLM(AlbertPreTrainedModel):
     """Twin of AlbertForMaskedLM: AlbertModel without its pooler, then the masked-LM head (predictions)."""
 
-    task = "masked-lm"
-    logits_stage = "predictions.decoder"
     _tied_weights_keys = {
         "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
         "predictions.decoder.bias": "predictions.bias",
@@ -374,9 +372,6 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
     """Twin of AlbertForPreTraining: ALBERT's two pre-training heads, masked LM on every token and
     sentence-order prediction (are segments A and B in their original order?) on the pooled [CLS]."""
 
-    task = "pretraining"
-    logits_stage = "predictions.decoder"
-    sentence_labels = {0: "A then B, as written", 1: "B then A, swapped"}  # what sop_logits score
     _tied_weights_keys = AlbertForMaskedLM._tied_weights_keys
 
     def __init__(self, config: AlbertConfig):
@@ -405,8 +400,6 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
 class AlbertForSequenceClassification(AlbertPreTrainedModel):
     """Twin of AlbertForSequenceClassification: the pooled [CLS] vector through one linear layer, a score per label."""
 
-    task = "sequence-classification"
-    logits_stage = "classifier"
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
@@ -428,60 +421,12 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# The record, and where transformers computes each recorded step (for annotate.capture).
+# The record.
 
 
 # BERT's: TensorFlow-era LayerNorm names gamma/beta, which transformers renames for every model
 # (conversion_mapping.py's "legacy" renamings). Prefixes (``albert.``) are matched by the loader.
 checkpoint_key = bert_checkpoint_key
-
-
-def catch_layer(layer, hooks) -> None:
-    """One AlbertLayer; its names are set per call by ``hooks.numbered`` (encoder.layer.i.albert_layers.j)."""
-    attention = layer.attention
-    hooks.on(attention.query)
-    hooks.on(attention.key)
-    hooks.on(attention.value)
-    hooks.scores(attention)
-    hooks.before(attention.dense, attention, "context")  # the heads side by side, the projection's input
-    hooks.probs(attention, "attention_dropout")  # in training, the weights after eager_attention_forward's dropout
-    hooks.on(attention.dense)
-    hooks.dropout(attention.output_dropout)
-    hooks.before(attention.LayerNorm, attention, "residual")
-    hooks.on(attention.LayerNorm)
-    hooks.on(layer.ffn)
-    hooks.on(layer.activation)  # a module in transformers (ACT2FN gives instances)
-    hooks.on(layer.ffn_output)
-    hooks.before(layer.full_layer_layer_norm, layer, "residual")
-    hooks.on(layer.full_layer_layer_norm)
-
-
-def catch_hf(hf: nn.Module, hooks) -> None:
-    """Hooks on transformers' AlbertModel or one of the heads above (``hooks``: annotate.capture's)."""
-    base = getattr(hf, "albert", hf)
-    catch_embeddings(base.embeddings, hooks)  # the same attribute names as BERT's
-    encoder = base.encoder
-    hooks.on(encoder.embedding_hidden_mapping_in)
-    # The groups run once per step of the encoder's loop: the i-th call is encoder.layer.i.
-    hooks.numbered(encoder.albert_layer_groups, encoder, "layer")
-    for group in encoder.albert_layer_groups:
-        for layer in group.albert_layers:
-            catch_layer(layer, hooks)
-        hooks.on(group)  # encoder.layer.i: step i's output
-    if base.pooler is not None:
-        hooks.on(base.pooler)
-        hooks.on(base.pooler_activation)
-    if hasattr(hf, "classifier"):
-        hooks.dropout(hf.dropout)
-        hooks.on(hf.classifier)
-    if hasattr(hf, "predictions"):
-        hooks.on(hf.predictions.dense)
-        hooks.on(hf.predictions.activation)  # a module in transformers
-        hooks.on(hf.predictions.LayerNorm)
-        hooks.on(hf.predictions.decoder)
-    if hasattr(hf, "sop_classifier"):
-        hooks.dropout(hf.sop_classifier.dropout)
-        hooks.on(hf.sop_classifier.classifier)
 
 
 ARCHITECTURE = Architecture(
@@ -496,5 +441,4 @@ ARCHITECTURE = Architecture(
     causal=False,
     token_types=True,
     checkpoint_key=checkpoint_key,
-    catch_hf=catch_hf,
 )

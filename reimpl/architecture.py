@@ -3,8 +3,9 @@
 Each twin file ends with its ``ARCHITECTURE`` record (reimpl/bert.py, reimpl/gpt2.py, ...), and
 reimpl/registry.py collects them by ``model_type``. The loader, the tracer, annotate.capture,
 ``annotate source`` and the CLI ask the record properties (is it causal? does it take token
-types? where do its layers live?) and never test a model's name. Adding an architecture is a twin
-file with its record, and one line in the registry.
+types? where do its layers live?) and never test a model's name. What annotate adds to a model
+(formulas, transformers' lines, how to catch transformers' values, what a head predicts) lives in
+annotate/models/<model_type>.py, not here: docs/adding-an-architecture.md has the whole list.
 
 A leaf module: it imports no twin, so the twins can import it.
 """
@@ -31,9 +32,6 @@ class Architecture:
     # None to drop it (a buffer, a head the twin has no class for). Prefixes are left alone:
     # ``reimpl.loading.match_prefix`` handles ``bert.`` / ``transformer.`` as transformers does.
     checkpoint_key: Callable[[str], str | None]
-    # Where transformers computes each step the twin records: (transformers model, annotate.capture
-    # hooks) -> None, putting hooks on the HF modules (any of ``classes``' transformers twins).
-    catch_hf: Callable
 
     @property
     def hf_module(self) -> str:

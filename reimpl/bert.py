@@ -348,12 +348,10 @@ class BertLMPredictionHead(nn.Module):
 
 class BertPreTrainedModel(Twin):
     """What every head shares: its base model under ``base_model_prefix``, built without the weights'
-    random init (reimpl.loading.build), and the class-level facts the tracer asks for."""
+    random init (reimpl.loading.build). What a head predicts, for the tracer, is annotate/models' business."""
 
     base_class = BertModel
     base_model_prefix = "bert"
-    task: str  # what the head predicts: "masked-lm", "sequence-classification", "pretraining", "next-sentence"
-    logits_stage: str  # the recorded name of the head's scores (the tracer shows them as predictions, not a stage)
     _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
     @classmethod
@@ -369,8 +367,6 @@ class BertPreTrainedModel(Twin):
 class BertForMaskedLM(BertPreTrainedModel):
     """Twin of BertForMaskedLM: BertModel without its pooler, then the masked-LM head (cls.predictions)."""
 
-    task = "masked-lm"
-    logits_stage = "cls.predictions.decoder"
     _tied_weights_keys = {
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",
@@ -394,8 +390,6 @@ class BertForMaskedLM(BertPreTrainedModel):
 class BertForSequenceClassification(BertPreTrainedModel):
     """Twin of BertForSequenceClassification: the pooled [CLS] vector through one linear layer, a score per label."""
 
-    task = "sequence-classification"
-    logits_stage = "classifier"
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -421,9 +415,6 @@ class BertForPreTraining(BertPreTrainedModel):
     """Twin of BertForPreTraining: BERT's two pre-training heads, masked LM on every token and
     next-sentence prediction on the pooled [CLS] (cls.predictions and cls.seq_relationship)."""
 
-    task = "pretraining"
-    logits_stage = "cls.predictions.decoder"
-    sentence_labels = {0: "B follows A", 1: "B is random"}  # what seq_relationship_logits score
     _tied_weights_keys = BertForMaskedLM._tied_weights_keys
 
     def __init__(self, config: BertConfig):
@@ -452,9 +443,6 @@ class BertForPreTraining(BertPreTrainedModel):
 class BertForNextSentencePrediction(BertPreTrainedModel):
     """Twin of BertForNextSentencePrediction: does segment B follow segment A? (cls.seq_relationship on the pooler)."""
 
-    task = "next-sentence"
-    logits_stage = "cls.seq_relationship"
-    sentence_labels = BertForPreTraining.sentence_labels
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -473,7 +461,7 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# The record, and where transformers computes each recorded step (for annotate.capture).
+# The record.
 
 
 def checkpoint_key(key: str) -> str | None:
@@ -482,58 +470,6 @@ def checkpoint_key(key: str) -> str | None:
     if ".LayerNorm." in key:
         key = key.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
     return key
-
-
-def catch_embeddings(e, hooks) -> None:
-    hooks.on(e.word_embeddings)
-    hooks.on(e.token_type_embeddings)
-    hooks.on(e.position_embeddings)
-    hooks.before(e.LayerNorm, e, "sum")  # words + types + positions, LayerNorm's input
-    hooks.on(e.LayerNorm)
-    hooks.dropout(e.dropout)
-
-
-def catch_layer(layer, hooks) -> None:
-    s, out = layer.attention.self, layer.attention.output
-    hooks.on(s.query)
-    hooks.on(s.key)
-    hooks.on(s.value)
-    hooks.scores(s)
-    hooks.on(s, "context", index=0)
-    hooks.probs(s, "dropout")  # in training, the weights after eager_attention_forward's dropout
-    hooks.on(out.dense)
-    hooks.dropout(out.dropout)
-    hooks.before(out.LayerNorm, out, "residual")
-    hooks.on(out.LayerNorm)
-    hooks.on(layer.intermediate.dense)
-    hooks.on(layer.intermediate, "intermediate_act_fn")
-    hooks.on(layer.output.dense)
-    hooks.dropout(layer.output.dropout)
-    hooks.before(layer.output.LayerNorm, layer.output, "residual")
-    hooks.on(layer.output.LayerNorm)
-    hooks.on(layer)  # encoder.layer.i: the layer's output
-
-
-def catch_hf(hf: nn.Module, hooks) -> None:
-    """Hooks on transformers' BertModel or one of the heads above (``hooks``: annotate.capture's)."""
-    base = getattr(hf, "bert", hf)
-    catch_embeddings(base.embeddings, hooks)
-    for layer in base.encoder.layer:
-        catch_layer(layer, hooks)
-    if base.pooler is not None:
-        hooks.on(base.pooler.dense)
-        hooks.on(base.pooler, "activation")
-    if hasattr(hf, "classifier"):
-        hooks.dropout(hf.dropout)
-        hooks.on(hf.classifier)
-    predictions = getattr(getattr(hf, "cls", None), "predictions", None)
-    if predictions is not None:
-        hooks.on(predictions.transform.dense)
-        hooks.on(predictions.transform.transform_act_fn)  # a module in HF (ACT2FN gives instances)
-        hooks.on(predictions.transform.LayerNorm)
-        hooks.on(predictions.decoder)
-    if hasattr(getattr(hf, "cls", None), "seq_relationship"):
-        hooks.on(hf.cls.seq_relationship)
 
 
 ARCHITECTURE = Architecture(
@@ -548,5 +484,4 @@ ARCHITECTURE = Architecture(
     causal=False,
     token_types=True,
     checkpoint_key=checkpoint_key,
-    catch_hf=catch_hf,
 )

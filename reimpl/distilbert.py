@@ -294,8 +294,6 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     names: vocab_transform, the activation, vocab_layer_norm, then vocab_projector, whose weight
     is the word embedding matrix (tied) and whose bias is its own."""
 
-    task = "masked-lm"
-    logits_stage = "vocab_projector"
     _tied_weights_keys = {"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: DistilBertConfig):
@@ -328,8 +326,6 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
     """Twin of DistilBertForSequenceClassification: the first token's ([CLS]) final hidden state
     through pre_classifier and a ReLU (where BERT has its pooler's dense and tanh), then classifier."""
 
-    task = "sequence-classification"
-    logits_stage = "classifier"
 
     def __init__(self, config: DistilBertConfig):
         super().__init__()
@@ -357,50 +353,7 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# The record, and where transformers computes each recorded step (for annotate.capture).
-
-
-def catch_layer(layer, hooks) -> None:
-    a, ffn = layer.attention, layer.ffn
-    hooks.on(a.q_lin)
-    hooks.on(a.k_lin)
-    hooks.on(a.v_lin)
-    hooks.scores(a)
-    hooks.probs(a, "dropout")  # in training, the weights after eager_attention_forward's dropout
-    hooks.before(a.out_lin, a, "context")  # out_lin's input: the heads side by side
-    hooks.on(a.out_lin)
-    hooks.before(layer.sa_layer_norm, a, "residual")
-    hooks.on(layer.sa_layer_norm)
-    hooks.on(ffn.lin1)
-    hooks.on(ffn.activation)  # a module in HF (get_activation gives an instance)
-    hooks.on(ffn.lin2)
-    hooks.dropout(ffn.dropout)
-    hooks.before(layer.output_layer_norm, ffn, "residual")
-    hooks.on(layer.output_layer_norm)
-    hooks.on(layer)  # transformer.layer.i: the layer's output
-
-
-def catch_hf(hf: nn.Module, hooks) -> None:
-    """Hooks on transformers' DistilBertModel or one of the heads above (``hooks``: annotate.capture's)."""
-    base = getattr(hf, "distilbert", hf)
-    e = base.embeddings
-    hooks.on(e.word_embeddings)
-    hooks.on(e.position_embeddings)
-    hooks.before(e.LayerNorm, e, "sum")  # words + positions, LayerNorm's input
-    hooks.on(e.LayerNorm)
-    hooks.dropout(e.dropout)
-    for layer in base.transformer.layer:
-        catch_layer(layer, hooks)
-    if hasattr(hf, "vocab_projector"):
-        hooks.on(hf.vocab_transform)
-        hooks.on(hf.activation)
-        hooks.on(hf.vocab_layer_norm)
-        hooks.on(hf.vocab_projector)
-    if hasattr(hf, "pre_classifier"):
-        hooks.on(hf.pre_classifier)
-        hooks.before(hf.dropout, hf, "relu")  # the ReLU's output is the dropout's input
-        hooks.dropout(hf.dropout)
-        hooks.on(hf.classifier)
+# The record.
 
 
 ARCHITECTURE = Architecture(
@@ -415,5 +368,4 @@ ARCHITECTURE = Architecture(
     causal=False,
     token_types=False,
     checkpoint_key=checkpoint_key,  # BERT's: TensorFlow-era LayerNorm gamma/beta, as transformers' "legacy" renaming
-    catch_hf=catch_hf,
 )

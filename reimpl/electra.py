@@ -46,8 +46,6 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     BertSelfAttention,
-    catch_embeddings,
-    catch_layer,
     checkpoint_key,
 )
 from .loading import twin_of
@@ -237,8 +235,6 @@ class ElectraPreTrainedModel(BertPreTrainedModel):
 class ElectraForPreTraining(ElectraPreTrainedModel):
     """Twin of ElectraForPreTraining: the discriminator. For each token, was it replaced by the generator?"""
 
-    task = "replaced-token-detection"
-    logits_stage = "discriminator_predictions.dense_prediction"
 
     def __init__(self, config: ElectraConfig):
         super().__init__()
@@ -258,8 +254,6 @@ class ElectraForPreTraining(ElectraPreTrainedModel):
 class ElectraForMaskedLM(ElectraPreTrainedModel):
     """Twin of ElectraForMaskedLM: the generator. Scores over the vocabulary at every position, at width E."""
 
-    task = "masked-lm"
-    logits_stage = "generator_lm_head"
     # Only the weight: the output layer keeps a bias of its own (no separate ``bias`` as BERT's).
     _tied_weights_keys = {"generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"}
 
@@ -284,8 +278,6 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
 class ElectraForSequenceClassification(ElectraPreTrainedModel):
     """Twin of ElectraForSequenceClassification: ElectraClassificationHead on the first token, a score per label."""
 
-    task = "sequence-classification"
-    logits_stage = "classifier.out_proj"
 
     def __init__(self, config: ElectraConfig):
         super().__init__()
@@ -304,34 +296,7 @@ class ElectraForSequenceClassification(ElectraPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# The record, and where transformers computes each recorded step (for annotate.capture).
-
-
-def catch_hf(hf: nn.Module, hooks) -> None:
-    """Hooks on transformers' ElectraModel or one of the heads above (``hooks``: annotate.capture's)."""
-    base = getattr(hf, "electra", hf)
-    catch_embeddings(base.embeddings, hooks)  # BERT's layout, at width E
-    if hasattr(base, "embeddings_project"):
-        hooks.on(base.embeddings_project)
-    for layer in base.encoder.layer:
-        catch_layer(layer, hooks)
-    if hasattr(hf, "discriminator_predictions"):
-        d = hf.discriminator_predictions
-        hooks.on(d.dense)
-        hooks.on(d.activation)  # a module in HF (ACT2FN gives instances)
-        hooks.on(d.dense_prediction)
-    if hasattr(hf, "generator_predictions"):
-        g = hf.generator_predictions
-        hooks.on(g.dense)
-        hooks.on(g.activation)
-        hooks.on(g.LayerNorm)
-        hooks.on(hf.generator_lm_head)
-    if hasattr(hf, "classifier"):
-        c = hf.classifier
-        hooks.on(c.dense)
-        hooks.on(c.activation)
-        hooks.dropout(c.dropout)  # applied twice; the second call (out_proj's input) overwrites the first
-        hooks.on(c.out_proj)
+# The record.
 
 
 ARCHITECTURE = Architecture(
@@ -346,5 +311,4 @@ ARCHITECTURE = Architecture(
     causal=False,
     token_types=True,
     checkpoint_key=checkpoint_key,  # BERT's: TensorFlow-era LayerNorm gamma/beta
-    catch_hf=catch_hf,
 )

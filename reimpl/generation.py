@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .cache import KVCache
+
 # ---------------------------------------------------------------------------------------------
 # The logits processors (generation/logits_process.py): (B, V) scores in, (B, V) scores out.
 
@@ -165,8 +167,6 @@ def generate(
     the defaults). ``on_step``: called after each step with a ``Step`` (for watching; the plain
     path computes nothing extra).
     """
-    from .gpt2 import KVCache
-
     if not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
         raise ValueError(f"`max_new_tokens` must be greater than 0, but is {max_new_tokens}.")
     if not isinstance(do_sample, bool):  # transformers treats do_sample=1 as greedy in one place, sampling in another

@@ -35,6 +35,7 @@ from torch import nn
 from . import versions
 from .activations import get_activation
 from .architecture import Architecture, ClassifierConfig
+from .cache import KVCache
 from .loading import Twin, twin_of
 from .losses import causal_lm_loss, sequence_classification_loss
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
@@ -92,32 +93,6 @@ class GPT2Config(ClassifierConfig):
         if config.n_embd % config.n_head:
             raise ValueError(f"n_embd {config.n_embd} is not a multiple of n_head {config.n_head}")
         return config
-
-
-class KVCache:
-    """The keys and values of every token seen so far, per layer: what makes decoding one token
-    at a time cost one token's work. The twin of transformers' DynamicCache (cache_utils.py).
-
-    ``update`` appends with ``torch.cat``, as DynamicLayer.update does, so attention always gets
-    fresh contiguous K/V tensors; that layout is part of the arithmetic (see GPT2Attention).
-    """
-
-    def __init__(self):
-        self.keys: list[torch.Tensor] = []  # per layer: (B, nh, S, hs)
-        self.values: list[torch.Tensor] = []
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        """How many tokens this layer has seen: where the next token's position starts."""
-        return self.keys[layer_idx].shape[2] if layer_idx < len(self.keys) else 0
-
-    def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this call's (B, nh, T, hs) keys and values; return the layer's (B, nh, S, hs) ones so far."""
-        while len(self.keys) <= layer_idx:  # the layer's first tokens: start from empty, as DynamicLayer does
-            self.keys.append(key[:, :, :0])
-            self.values.append(value[:, :, :0])
-        self.keys[layer_idx] = torch.cat([self.keys[layer_idx], key], dim=2)  # (B, nh, S, hs), a contiguous copy
-        self.values[layer_idx] = torch.cat([self.values[layer_idx], value], dim=2)  # (B, nh, S, hs)
-        return self.keys[layer_idx], self.values[layer_idx]
 
 
 def causal_mask(
@@ -430,8 +405,6 @@ class GPT2PreTrainedModel(Twin):
     base_class = GPT2Model
     config_class = GPT2Config
     base_model_prefix = "transformer"
-    task: str  # "causal-lm" or "sequence-classification"
-    logits_stage: str  # the recorded name of the head's scores
     _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
     @property
@@ -448,8 +421,6 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     checkpoint stores an ``lm_head.weight`` of its own with other values, which then is kept.
     """
 
-    task = "causal-lm"
-    logits_stage = "lm_head"
     _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, config: GPT2Config):
@@ -497,8 +468,6 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     """Twin of GPT2ForSequenceClassification: a score per label at every position, read at each
     row's last token that is not ``pad_token_id`` (the only one that has seen the whole text)."""
 
-    task = "sequence-classification"
-    logits_stage = "score"
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -534,7 +503,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# The record, and where transformers computes each recorded step (for annotate.capture).
+# The record.
 
 
 def checkpoint_key(key: str) -> str | None:
@@ -545,41 +514,6 @@ def checkpoint_key(key: str) -> str | None:
     if key.split(".")[-2:] in (["attn", "bias"], ["attn", "masked_bias"]):
         return None
     return key
-
-
-def catch_hf(hf: nn.Module, hooks) -> None:
-    """Hooks on transformers' GPT2Model or one of the heads above (``hooks``: annotate.capture's)."""
-    t = getattr(hf, "transformer", hf)
-    calls = iter(("wte", "token_type_embeds"))  # wte runs twice when token types are given
-
-    def wte(module, args, output):
-        hooks.keep(hooks.name(t, next(calls)), output)
-
-    hooks.handles.append(t.wte.register_forward_hook(wte))
-    hooks.on(t.wpe)
-    hooks.before(t.drop, t, "sum")  # words + positions, dropout's input
-    hooks.dropout(t.drop)
-    for block in t.h:
-        attn = block.attn
-        hooks.on(block.ln_1)
-        hooks.split(attn.c_attn, attn, ("query", "key", "value"), t.config.n_embd)  # [Q | K | V]
-        hooks.scores(attn)
-        hooks.probs(attn, "attn_dropout")  # in training, the weights after dropout
-        hooks.before(attn.c_proj, attn, "context")
-        hooks.on(attn.c_proj)
-        hooks.dropout(attn.resid_dropout)
-        hooks.before(block.ln_2, attn, "residual")
-        hooks.on(block.ln_2)
-        hooks.on(block.mlp.c_fc)
-        hooks.before(block.mlp.c_proj, block.mlp, "act")
-        hooks.on(block.mlp.c_proj)
-        hooks.dropout(block.mlp.dropout)
-        hooks.on(block, "mlp.residual")  # the block ends with that sum
-        hooks.on(block)
-    hooks.on(t.ln_f)
-    for head in ("lm_head", "score"):
-        if hasattr(hf, head):
-            hooks.on(getattr(hf, head))
 
 
 ARCHITECTURE = Architecture(
@@ -594,5 +528,4 @@ ARCHITECTURE = Architecture(
     causal=True,
     token_types=False,
     checkpoint_key=checkpoint_key,
-    catch_hf=catch_hf,
 )

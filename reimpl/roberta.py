@@ -49,8 +49,6 @@ from .bert import (
     BertModel,
     BertPreTrainedModel,
     BertSelfAttention,
-    catch_embeddings,
-    catch_layer,
     checkpoint_key,
 )
 from .losses import cross_entropy, sequence_classification_loss
@@ -210,8 +208,6 @@ class RobertaPreTrainedModel(BertPreTrainedModel):
 class RobertaForMaskedLM(RobertaPreTrainedModel):
     """Twin of RobertaForMaskedLM: RobertaModel without its pooler, then lm_head (RobertaLMHead)."""
 
-    task = "masked-lm"
-    logits_stage = "lm_head.decoder"
     _tied_weights_keys = {
         "lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight",
         "lm_head.decoder.bias": "lm_head.bias",
@@ -237,8 +233,6 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
     """Twin of RobertaForSequenceClassification: RobertaModel without its pooler, then classifier
     (RobertaClassificationHead) on the <s> token, a score per label."""
 
-    task = "sequence-classification"
-    logits_stage = "classifier.out_proj"
     classifier_class = RobertaClassificationHead  # XLM-RoBERTa names its own
 
     def __init__(self, config: RobertaConfig):
@@ -258,32 +252,7 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# The record, and where transformers computes each recorded step (for annotate.capture).
-
-
-def catch_hf(hf: nn.Module, hooks) -> None:
-    """Hooks on transformers' RobertaModel or one of the heads above (XLM-RoBERTa's too: the same
-    attribute names). Embeddings and layers are laid out as BERT's, so BERT's hooks serve."""
-    base = getattr(hf, "roberta", hf)
-    catch_embeddings(base.embeddings, hooks)
-    for layer in base.encoder.layer:
-        catch_layer(layer, hooks)
-    if base.pooler is not None:
-        hooks.on(base.pooler.dense)
-        hooks.on(base.pooler, "activation")
-    lm_head = getattr(hf, "lm_head", None)
-    if lm_head is not None:
-        hooks.on(lm_head.dense)
-        hooks.before(lm_head.layer_norm, lm_head, "gelu")  # HF's gelu is a module-level function, not a submodule
-        hooks.on(lm_head.layer_norm)
-        hooks.on(lm_head.decoder)
-    classifier = getattr(hf, "classifier", None)
-    if classifier is not None:
-        hooks.on(classifier.dense)
-        # torch.tanh's output is the input of the dropout's second call (which overwrites the first's).
-        hooks.before(classifier.dropout, classifier, "tanh")
-        hooks.dropout(classifier.dropout)
-        hooks.on(classifier.out_proj)
+# The record.
 
 
 ARCHITECTURE = Architecture(
@@ -298,5 +267,4 @@ ARCHITECTURE = Architecture(
     causal=False,
     token_types=True,  # forward takes token_type_ids; real checkpoints have a single type (type_vocab_size 1)
     checkpoint_key=checkpoint_key,  # BERT's: LayerNorm gamma/beta, which transformers renames for every model
-    catch_hf=catch_hf,
 )

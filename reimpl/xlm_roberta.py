@@ -30,7 +30,6 @@ from .roberta import (
     RobertaLMHead,
     RobertaModel,
     RobertaSelfAttention,
-    catch_hf,
     checkpoint_key,
 )
 
@@ -110,5 +109,4 @@ ARCHITECTURE = Architecture(
     causal=False,
     token_types=True,  # forward takes token_type_ids; real checkpoints have a single type (type_vocab_size 1)
     checkpoint_key=checkpoint_key,
-    catch_hf=catch_hf,  # RoBERTa's: transformers' XLM-RoBERTa modules have the same attributes
 )

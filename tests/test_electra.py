@@ -21,6 +21,7 @@ import transformers
 from safetensors.torch import load_file
 
 import reimpl
+from annotate import models
 from annotate.cli import main
 from reimpl import CheckpointError, electra, recording
 from reimpl.electra import (
@@ -293,7 +294,8 @@ def test_architecture_record():
     assert (arch.causal, arch.token_types, arch.layers, arch.attention) == (False, True, "encoder.layer", "attention.self")
     for cls in arch.heads:
         assert cls.base_model_prefix == "electra" and hasattr(transformers, cls.__name__)
-        assert cls.logits_stage in {name for name, _ in getattr(transformers, cls.__name__)(transformers.ElectraConfig(**SMALL)).named_modules()}
+        stage = models.get("electra").head(cls.__name__).stage
+        assert stage in {name for name, _ in getattr(transformers, cls.__name__)(transformers.ElectraConfig(**SMALL)).named_modules()}
 
 
 # --- checkpoints on disk ---------------------------------------------------------------------------

@@ -38,26 +38,11 @@ from pathlib import Path
 
 import pytest
 
-from annotate.guides import FENCE as FENCE_RE, Block, blocks, runs_here
+from annotate.guides import FENCE as FENCE_RE, GUTTER, HEADER, LINES_OF, Block, blocks, runs_here
+from annotate.guides import listing_line as _listing_line
 
 GUIDES = Path(__file__).resolve().parent.parent / "guides"
 ZH = GUIDES / "zh-CN"
-LINES_OF = re.compile(r"^> Line numbers: transformers (\d+\.\d+\.\d+)\.\s*$", re.MULTILINE)
-HEADER = re.compile(r"(?P<path>\S*\.py):(?P<first>\d+)-(?P<last>\d+)$")
-GUTTER = re.compile(r"^(?P<marker>❱\s*)?(?P<number>\d+) (?P<code>.*)$")
-
-
-def _listing_line(line: str) -> tuple[str, str | None]:
-    """A line of a source listing as (text, number): the number of its gutter or its header's
-    range, and the text without them."""
-    line = line.strip()
-    if header := HEADER.search(line):
-        return line[: header.start("first") - 1], f"{header['first']}-{header['last']}"
-    if gutter := GUTTER.match(line):
-        return gutter["code"].strip(), gutter["number"]
-    return line, None
-
-
 def assert_shown(expected: str, actual: str, where: str, listing: bool = False, transformers_lines: bool = False) -> None:
     """Every shown line occurs, in order, within a line of the actual output.
 

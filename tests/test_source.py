@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from annotate import source, stages
+from annotate import models, source, stages
 from annotate.cli import main
 from annotate.errors import UserError
 from reimpl import versions
@@ -56,8 +56,8 @@ KNOWN = [
     ("eager_mask", ["--model", "gpt2"], "transformers/masking_utils.py", "def eager_mask(", "reimpl.gpt2.causal_mask"),
     ("create_causal_mask", [], "transformers/masking_utils.py", "def create_causal_mask(", "reimpl.gpt2.causal_mask"),
     five_only("create_bidirectional_mask", [], "transformers/masking_utils.py", "def create_bidirectional_mask(", "reimpl.bert.additive_mask"),
-    ("DynamicLayer.update", [], "transformers/cache_utils.py", "def update(", "reimpl.gpt2.KVCache.update"),
-    ("DynamicCache", [], "transformers/cache_utils.py", "class DynamicCache(Cache):", "reimpl.gpt2.KVCache"),
+    ("DynamicLayer.update", [], "transformers/cache_utils.py", "def update(", "reimpl.cache.KVCache.update"),
+    ("DynamicCache", [], "transformers/cache_utils.py", "class DynamicCache(Cache):", "reimpl.cache.KVCache"),
     ("NewGELUActivation", [], "transformers/activations.py", "class NewGELUActivation(nn.Module):", "reimpl.activations.gelu_new"),
     ("GELUActivation", [], "transformers/activations.py", "class GELUActivation(nn.Module):", "reimpl.activations.ACT2FN"),
     ("ALL_ATTENTION_FUNCTIONS", [], "transformers/modeling_utils.py", "class AttentionInterface(GeneralInterface):", None),
@@ -129,14 +129,21 @@ FIVE_ONLY_TWINS = {("masking_utils", "bidirectional_mask_function"), ("masking_u
                    ("modeling_bert", "BertModel._create_attention_masks"), ("modeling_bert", "eager_attention_forward")}
 
 
-@pytest.mark.parametrize("key", [five_only(k, when=k in FIVE_ONLY_TWINS) for k in sorted(source.TWINS)], ids=lambda k: ".".join(k))
-def test_every_twin_table_entry_resolves(key):
+def _twin_entries():
+    """(model_type or None for the shared table, (module, qualname)) for every entry of every twin table."""
+    entries = [(t, key) for t in source.order() for key in models.get(t).twins]
+    return entries + [(None, key) for key in source.SHARED_TWINS]
+
+
+@pytest.mark.parametrize("model, key", [five_only(*e, when=e[1] in FIVE_ONLY_TWINS) for e in _twin_entries()],
+                         ids=lambda e: f"{e}" if isinstance(e, str) or e is None else ".".join(e))
+def test_every_twin_table_entry_resolves(model, key):
     """The mapping can't rot: every HF name in it exists, and every twin target and focus is in reimpl/."""
     module, qualname = key
-    entry = source.TWINS[key]
+    entry = (models.get(model).twins if model else source.SHARED_TWINS)[key]
     found = source.find(f"{module}.{qualname}")
     assert found.module == module
-    for model, twin in (entry.items() if isinstance(entry, dict) else [(None, entry)]):
+    for model, twin in [(model, entry)]:
         if twin.target is None:
             continue
         module_name, attr = twin.target.split(":")
@@ -414,18 +421,19 @@ def _recorded(model, **inputs) -> list[str]:
 
 
 def _twin_models():
-    """(model_type, twin class name, recorded stage names) for BERT's and GPT-2's twins and their heads."""
+    """(model_type, twin class name, recorded stage names) for every architecture's twins: the
+    base model and every head (GPT-2 with token types, so that its token_type_embeds are recorded too)."""
     import torch
 
-    from reimpl import bert, gpt2
+    from reimpl.registry import ARCHITECTURES
 
     types = torch.tensor([[0, 0, 0, 1, 1]])
     out = []
-    for cls in (bert.BertModel, bert.BertForPreTraining, bert.BertForMaskedLM, bert.BertForNextSentencePrediction,
-                bert.BertForSequenceClassification):
-        out.append(("bert", cls.__name__, _recorded(cls(_tiny_bert()).eval(), token_type_ids=types)))
-    for cls in (gpt2.GPT2Model, gpt2.GPT2LMHeadModel, gpt2.GPT2ForSequenceClassification):
-        out.append(("gpt2", cls.__name__, _recorded(cls(_tiny_gpt2()).eval(), token_type_ids=types)))
+    for model_type, arch in ARCHITECTURES.items():
+        config = _tiny_gpt2() if model_type == "gpt2" else _tiny(arch)
+        for cls in arch.classes:
+            inputs = {"token_type_ids": types} if arch.token_types or model_type == "gpt2" else {}
+            out.append((model_type, cls.__name__, _recorded(cls(config).eval(), **inputs)))
     return out
 
 
@@ -448,10 +456,14 @@ def test_the_twins_record_what_the_static_walk_finds(twin_stages):
     assert "transformer.token_type_embeds" in by_class["GPT2LMHeadModel"] and "score" in by_class["GPT2ForSequenceClassification"]
 
 
+def _steps(model_type: str) -> dict:
+    return models.get(model_type).steps(source.transformers_version())
+
+
 def _check_explanation(e: stages.Explanation, name: str) -> None:
     # transformers: each part's anchors are in the installed file at the printed lines, inside that
     # function as Python has it (the file read fresh, the function imported).
-    entry = stages.TABLE[e.model_type][e.step]
+    entry = _steps(e.model_type)[e.step]
     assert e.formula == entry.formula and len(e.hf) == len(entry.hf), (name, e.note)
     module = source.records()[e.model_type].hf_module
     for snippet, (function, anchors) in zip(e.hf, entry.hf):
@@ -477,18 +489,21 @@ def _check_explanation(e: stages.Explanation, name: str) -> None:
 
 
 def test_every_recorded_stage_maps_to_lines_of_both(twin_stages):
+    """Every stage of every twin class (base models and every head, every architecture) has a
+    formula, transformers' true lines in the installed release, and the twin's: never unknown."""
     checked = set()
     for model_type, cls, names in twin_stages:
         for name in names:
             _check_explanation(stages.explain(model_type, name, cls), name)
             checked.add((model_type, stages.step_of(model_type, name)))
-    assert len(checked) == len(stages.BERT) - 1 + len(stages.GPT2) - 1  # every step of both tables but last_hidden_state
+    # every step of every architecture's file but last_hidden_state (not recorded: the tracer adds it)
+    assert checked == {(t, step) for t in source.records() for step in _steps(t) if step != "last_hidden_state"}
 
 
 def test_every_table_step_is_a_recorded_step():
-    for model_type, table in stages.TABLE.items():
+    for model_type in source.records():
         steps = {stages.step_of(model_type, ".".join("0" if p == "*" else p for p in r.pattern)) for r in stages.recorded(model_type)}
-        assert set(table) - {"last_hidden_state"} == steps, model_type
+        assert set(_steps(model_type)) - {"last_hidden_state"} == steps, model_type
 
 
 def test_the_head_that_ran_picks_its_record_call():
@@ -500,7 +515,7 @@ def test_the_head_that_ran_picks_its_record_call():
 
 
 def test_last_hidden_state_is_what_the_base_model_returns():
-    for model_type in ("bert", "gpt2"):
+    for model_type in source.records():
         e = stages.explain(model_type, "last_hidden_state")
         assert e.hf and e.twin.text.strip().startswith("return BaseModelOutput(")
 
@@ -596,23 +611,32 @@ def test_a_name_several_twins_record_is_bert_s_and_names_the_others():
 @ONLY_5X
 def test_a_family_reuses_bert_s_entries_where_its_file_has_the_same_lines():
     e = stages.explain("roberta", "roberta.encoder.layer.0.attention.self.probs")
-    assert e.formula == stages.BERT["attention.self.probs"].formula
+    assert e.formula == models.get("bert").module.STEPS["attention.self.probs"].formula
     assert e.hf_path.as_posix().endswith("transformers/models/roberta/modeling_roberta.py")
     text = e.hf_path.read_text().splitlines()
     assert "nn.functional.softmax(attn_weights, dim=-1)" in text[e.hf_lines[-1] - 1]
-    assert "bert's entry, with Roberta for Bert" in e.hf_note
+    assert e.hf_note == ""
     layer_norm = stages.explain("roberta", "encoder.layer.1.output.LayerNorm")
     assert layer_norm.hf[0].qualname.endswith("modeling_roberta.RobertaOutput.forward")
     assert e.twin.qualname == "reimpl.bert.BertSelfAttention.forward"  # RobertaSelfAttention(BertSelfAttention): pass
 
 
-def test_a_step_no_table_covers_has_the_twin_side_and_an_unknown_transformers_side():
-    e = stages.explain("roberta", "lm_head.dense")
-    assert e.hf == () and e.formula is None and e.hf_note == "roberta's step 'lm_head.dense' is not one of bert's (annotate/stages.py)"
-    assert e.hf_location.startswith("unknown (roberta's step")
-    assert e.twin.qualname == "reimpl.roberta.RobertaLMHead.forward" and 'record(self, "dense"' in e.twin.text
-    d = stages.explain("distilbert", "distilbert.transformer.layer.0.attention.q_lin")
-    assert d.hf == () and "no table for distilbert" in d.hf_note and "self.q_lin(hidden_states)" in d.twin_text
+def test_a_step_the_file_lacks_has_the_twin_side_and_an_unknown_transformers_side(monkeypatch):
+    """Where annotate/models/ has no step for a stage, transformers' side is unknown and the note
+    says where it is missing, never guessed (tests above keep every real stage known)."""
+    steps = dict(models.get("roberta").module.STEPS)
+    del steps["lm_head.dense"]
+    monkeypatch.setattr(models.get("roberta").module, "STEPS", steps)
+    stages.hf_side.cache_clear()
+    stages.explain.cache_clear()
+    try:
+        e = stages.explain("roberta", "lm_head.dense")
+        assert e.hf == () and e.formula is None and e.hf_note == "annotate/models/roberta.py has no step 'lm_head.dense'"
+        assert e.hf_location.startswith("unknown (annotate/models/roberta.py has no step")
+        assert e.twin.qualname == "reimpl.roberta.RobertaLMHead.forward" and 'record(self, "dense"' in e.twin.text
+    finally:
+        stages.hf_side.cache_clear()
+        stages.explain.cache_clear()
 
 
 def _tiny(arch):

@@ -1,0 +1,190 @@
+"""What annotate knows of each architecture, one file per model type: annotate/models/<model_type>.py.
+
+reimpl/ holds the twins (the model, nothing else) and their records (reimpl/architecture.py: the
+config, the classes, where the layers are). Everything annotate adds to a model lives in one file
+here, named by its ``model_type`` (``-`` written ``_``: xlm-roberta is ``xlm_roberta.py``):
+
+- ``STEPS``: per step of the forward (a stage name without the base model's prefix and without the
+  layer path and number: ``attention.self.probs``, ``mlp.act``, ``encoder.layer.N``), what the step
+  *is* (``kind``, one of ``KINDS``: the explorer and the diagrams read it instead of matching names),
+  its formula in the paper's notation, and where transformers' modeling file computes it (the
+  function and the text of its lines: line numbers are looked up in the installed file each time);
+- ``STEPS_4_57``: the anchors that differ under transformers 4.57 (the same math, other lines);
+- ``HEADS``: per *For* class of the twins, which output holds its scores, which argument takes its
+  labels and how its predictions read (``Head``); the tracer, ``--grad`` and the explorer ask it;
+- ``catch_hf(hf, hooks)``: where transformers computes each step the twin records, as forward hooks
+  on transformers' model (annotate.capture's ``Hooks``);
+- ``TWINS``, ``RENAMED`` (``RENAMED_4_57``) and ``CALL_PATH`` for ``annotate source``: the
+  transformers names whose math the twin writes elsewhere (the shared pieces' too: the mask it
+  builds, its cache), the names that moved between versions, and the classes a reader meets first.
+
+A family member imports its parent's file and overrides what differs (``renamed`` gives BERT's
+steps with RoBERTa's class names), as transformers' modular files do. Nothing else in annotate/
+names a model type: it asks ``get(model_type)``.
+
+A leaf module: it imports no torch, no transformers and no other part of annotate, so that
+``annotate source`` (which reads files, never imports them) stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from types import ModuleType
+
+# What a step is. The explorer sorts stages into the residual stream and its branches by these.
+KINDS = (
+    "lookup",  # an embedding table read by index (tokens, positions, segments)
+    "sum",  # embeddings added together
+    "norm",  # LayerNorm (or RMSNorm)
+    "query", "key", "value",  # the attention's projections, split into heads
+    "scores",  # Q K^T scaled, before the mask
+    "probs",  # softmax(scores + mask)
+    "context",  # P V, the heads side by side again
+    "projection",  # a linear layer that is not the feed-forward's (attention output, embedding projection)
+    "residual",  # the residual stream plus a branch
+    "mlp",  # a linear layer of the feed-forward
+    "activation",  # a nonlinearity (GELU, ReLU, tanh)
+    "layer",  # a whole layer's output
+    "pool",  # a pooler: one token's vector for the whole text
+    "head",  # a head's transform or its scores
+    "output",  # the base model's last hidden state
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    kind: str  # one of KINDS
+    formula: str  # the paper's notation, plain text
+    hf: tuple[tuple[str, tuple[str, ...]], ...]  # (function in the modeling file, the text of its lines that compute it)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown step kind {self.kind!r}; one of {', '.join(KINDS)}")
+
+
+def step(kind: str, formula: str, *parts: tuple[str, tuple[str, ...]]) -> Step:
+    return Step(kind, formula, parts)
+
+
+def at(function: str, *anchors: str) -> tuple[str, tuple[str, ...]]:
+    """``function``'s lines containing each anchor, in order (each anchor is searched after the previous one)."""
+    return function, anchors
+
+
+def renamed(steps: dict[str, Step], old: str, new: str) -> dict[str, Step]:
+    """A family member's steps: the parent's, with its class prefix in function names replaced
+    (``BertSelfOutput.forward`` -> ``RobertaSelfOutput.forward``; ``eager_attention_forward`` stays)."""
+
+    def rename(function: str) -> str:
+        return new + function[len(old):] if function.startswith(old) else function
+
+    return {name: dataclasses.replace(s, hf=tuple((rename(f), a) for f, a in s.hf)) for name, s in steps.items()}
+
+
+def anchors(anchored: dict[str, tuple[tuple[str, tuple[str, ...]], ...]], steps: dict[str, Step]) -> dict[str, Step]:
+    """Another version's lines for the same steps: ``{step: (at(...), ...)}`` over ``steps``' kinds and formulas."""
+    return {name: dataclasses.replace(steps[name], hf=parts) for name, parts in anchored.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One of a head's outputs: a field of scores, how they read, and the argument of its labels."""
+
+    field: str  # the output's field: "logits", "prediction_logits", "seq_relationship_logits"
+    reads: str  # "next-token" (a causal LM), "masked-tokens", "labels" (one label per text), "replaced-tokens"
+    labels: str = "labels"  # the forward's argument that takes its labels: "labels", "next_sentence_label"
+    names: dict[int, str] | None = None  # what each label means, where config.id2label does not say (NSP, SOP)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """A *For* class: what it is trained for, the recorded name of its main scores (shown as
+    predictions, not as a stage), and its outputs in the order the twin returns them."""
+
+    task: str  # "causal-lm", "masked-lm", "pretraining", "next-sentence", "sequence-classification", "replaced-token-detection"
+    stage: str  # "cls.predictions.decoder", "lm_head", "classifier.out_proj"
+    outputs: tuple[Output, ...]
+
+    def reading(self, reads: str) -> Output | None:
+        """Its output that reads as ``reads`` ("masked-tokens", "labels", ...), or None."""
+        return next((o for o in self.outputs if o.reads == reads), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Twin:
+    """Where in reimpl/ the math of a transformers name lives, for ``annotate source``.
+
+    ``target``: "module:qualname" (None: no twin, ``note`` says why). ``focus``: the first and last
+    line of the part that corresponds, as text the lines contain (None: all of it)."""
+
+    target: str | None
+    note: str
+    focus: tuple[str, str] | None = None
+
+
+class Knowledge:
+    """One architecture's file, read with defaults for what it leaves out."""
+
+    def __init__(self, model_type: str, module: ModuleType):
+        self.model_type = model_type
+        self.module = module
+
+    def steps(self, transformers_version: str = "5") -> dict[str, Step]:
+        """The steps, with the anchors of the installed transformers (4.57's where they differ)."""
+        steps = self.module.STEPS
+        if transformers_version.startswith("4."):
+            steps = {**steps, **getattr(self.module, "STEPS_4_57", {})}
+        return steps
+
+    def kind(self, step_name: str) -> str | None:
+        s = self.module.STEPS.get(step_name)
+        return s.kind if s is not None else None
+
+    @property
+    def heads(self) -> dict[str, Head]:
+        return getattr(self.module, "HEADS", {})
+
+    def head(self, class_name: str) -> Head | None:
+        """The head interface of a twin class (None for a base model)."""
+        return self.heads.get(class_name)
+
+    @property
+    def twins(self) -> dict[tuple[str, str], Twin]:
+        return getattr(self.module, "TWINS", {})
+
+    def renamed_names(self, transformers_version: str = "5") -> dict[str, tuple[str, str | None, str]]:
+        """Names of the other major version: name -> (what to show instead, its --model, what changed)."""
+        names = getattr(self.module, "RENAMED", {})
+        if transformers_version.startswith("4."):
+            names = {**names, **getattr(self.module, "RENAMED_4_57", {})}
+        return names
+
+    @property
+    def call_path(self) -> tuple[str, ...]:
+        return tuple(getattr(self.module, "CALL_PATH", ()))
+
+    def catch_hf(self, hf, hooks) -> None:
+        self.module.catch_hf(hf, hooks)
+
+
+def head_of(model) -> Head | None:
+    """The head interface of a twin (or of a transformers model of a twin's class); None for a base model."""
+    return get(model.config.model_type).head(type(model).__name__)
+
+
+def module_name(model_type: str) -> str:
+    return f"{__name__}.{model_type.replace('-', '_')}"
+
+
+@functools.cache
+def get(model_type: str) -> Knowledge:
+    """What annotate knows of ``model_type``; a LookupError if annotate/models/ has no file for it."""
+    try:
+        module = importlib.import_module(module_name(model_type))
+    except ModuleNotFoundError as e:
+        if e.name != module_name(model_type):
+            raise
+        raise LookupError(f"annotate/models/ has no file for model_type {model_type!r}") from None
+    return Knowledge(model_type, module)
