@@ -11,8 +11,7 @@ Most steps are a module's output. The others are caught where they next appear:
 
 - residual sums: the input of the LayerNorm (or module) that follows them;
 - Q/K/V: transformers keeps them as Linear (BERT) or c_attn (GPT-2) outputs, (B, T, C); the twin
-  records them split into heads, (B, nh, T, hs); ``heads_merged`` turns the twin's into HF's
-  layout (a copy, so exact);
+  records them split into heads, (B, nh, T, hs); annotate.align puts both in one layout;
 - scaled scores: they never leave ``eager_attention_forward``; they are caught as softmax's input,
   which is scores + mask, under ``<name>+mask``. The mask adds exactly 0 where a key is kept, so
   the scores compare exactly there and nowhere else.
@@ -34,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from annotate import align
+from annotate.align import heads_merged  # noqa: F401 (the guides import it from here)
 from reimpl.states import Recording
 
 
@@ -233,34 +234,10 @@ def hf_states(hf: nn.Module, grads: bool = False) -> Iterator[Recording]:
         hooks.remove()
 
 
-def heads_merged(x: torch.Tensor) -> torch.Tensor:
-    """The twin's (B, nh, T, hs) Q/K/V in HF's (B, T, C) layout."""
-    B, nh, T, hs = x.shape
-    return x.transpose(1, 2).reshape(B, T, nh * hs)
-
-
 def differences(
     ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], keep: torch.Tensor | None
 ) -> dict[str, float | None]:
-    """max |twin - HF| per twin stage, compared in the same layout; None where HF's value wasn't caught.
-
-    ``keep``: booleans broadcastable to the scores (B, nh, T, S), True where a key is attended to
-    (not padding, and for GPT-2 not in the future); None for all. Scores are compared there only:
-    elsewhere HF's softmax input holds the mask's ~-3.4e38.
-    """
-    out: dict[str, float | None] = {}
-    for name, value in ours.items():
-        if name.endswith((".query", ".key", ".value")) and value.dim() == 4:
-            value = heads_merged(value)
-        if name.endswith(".scores"):
-            seen = theirs.get(name + "+mask")
-            if seen is not None and keep is not None:
-                where = keep.expand_as(value)
-                value, seen = value[where], seen[where]
-        else:
-            seen = theirs.get(name)
-        if seen is None or seen.shape != value.shape:
-            out[name] = None
-        else:
-            out[name] = (value.double() - seen.double()).abs().max().item() if value.numel() else 0.0
-    return out
+    """max |twin - HF| per twin stage, compared in the same layout (annotate.align); None where HF's
+    value wasn't caught. ``keep``: booleans broadcastable to the scores (B, nh, T, S), True where a
+    key is attended to; None for all (gradients)."""
+    return align.max_diffs(ours, theirs, keep)

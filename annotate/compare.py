@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from annotate import models
+from annotate import align, models
 from annotate.errors import UserError
 from reimpl.states import recording
 
@@ -93,37 +93,15 @@ class Comparison:
 # Stage by stage.
 
 
-def _layout(name: str, x: torch.Tensor) -> torch.Tensor:
-    """One layout for both sides: the twin's (B, nh, T, hs) Q/K/V as transformers' (B, T, C)."""
-    if name.endswith((".query", ".key", ".value")) and x.dim() == 4:
-        B, nh, T, hs = x.shape
-        return x.transpose(1, 2).reshape(B, T, nh * hs)
-    return x
-
-
 def _pairs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keep: torch.Tensor | None):
-    """(name, a's value, b's value or None) per stage of ``a``, in one layout, as float64. Scores:
-    transformers' are softmax's input (``<name>+mask``), compared where ``keep`` says a key is seen."""
-    for name, x in a.items():
-        y = b.get(name)
-        if name.endswith(".scores") and y is None:
-            y = b.get(name + "+mask")
-        if y is None:
-            yield name, x, None
-            continue
-        x, y = _layout(name, x).detach().cpu().double(), _layout(name, y).detach().cpu().double()
-        if x.shape != y.shape:
-            yield name, x, None
-            continue
-        if name.endswith(".scores") and keep is not None:
-            where = keep.expand_as(x)
-            x, y = x[where], y[where]
-        yield name, x, y
+    """(name, a's value, b's value or None) per stage of ``a``, in one layout (annotate.align), as float64."""
+    for name, x, y in align.pairs(a, b, keep):
+        yield name, x.detach().cpu().double(), None if y is None else y.detach().cpu().double()
 
 
 def stage_diffs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keep: torch.Tensor | None) -> dict[str, float | None]:
     """max |a - b| per stage of ``a``; None where ``b`` has no value of that name and shape."""
-    return {name: None if y is None else ((x - y).abs().max().item() if x.numel() else 0.0) for name, x, y in _pairs(a, b, keep)}
+    return align.max_diffs(a, b, keep)
 
 
 def stage_scales(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keep: torch.Tensor | None) -> dict[str, float]:
@@ -229,23 +207,34 @@ def twin_run(twin, inputs: dict[str, torch.Tensor], label: str | None = None, *,
     return Run(label or f"twin ({_dtype_name(dtype)})", states)
 
 
-def _load_transformers(folder: Path, twin, attn: str, dtype: torch.dtype):
-    import transformers
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' load report, "Loading weights" bar and warnings would garble a trace: off inside."""
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # its load report and "Loading weights" bar would garble the trace
+    hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        cls = getattr(transformers, type(twin).__name__)  # the twins carry transformers' class names
-        return cls.from_pretrained(folder, attn_implementation=attn, dtype=dtype, **twin.hf_kwargs()).eval()
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--diff: transformers could not load {str(folder)!r} ({attn}, {_dtype_name(dtype)}): {reason}") from None
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def load_transformers(folder: Path, twin, attn: str, dtype: torch.dtype):
+    """transformers' own model of the twin's class (the twins carry transformers' class names) from
+    ``folder``, with the ``attn`` implementation, in ``dtype``, in eval mode; quietly."""
+    import transformers
+
+    with quiet_transformers():
+        try:
+            cls = getattr(transformers, type(twin).__name__)
+            return cls.from_pretrained(folder, attn_implementation=attn, dtype=dtype, **twin.hf_kwargs()).eval()
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"--diff: transformers could not load {str(folder)!r} ({attn}, {_dtype_name(dtype)}): {reason}") from None
 
 
 def transformers_run(folder: Path, twin, inputs: dict[str, torch.Tensor], attn: str = "eager",
@@ -258,7 +247,7 @@ def transformers_run(folder: Path, twin, inputs: dict[str, torch.Tensor], attn: 
     extra = {"use_cache": False} if causal else {}  # the twin without a cache matches use_cache=False
 
     def states(as_dtype):
-        hf = _load_transformers(folder, twin, attn, as_dtype or dtype).to(device)
+        hf = load_transformers(folder, twin, attn, as_dtype or dtype).to(device)
         with torch.inference_mode(), hf_states(hf) as caught:
             output = hf(**_to(inputs, device), **extra)
         caught = {k: v.cpu() for k, v in caught.items()}

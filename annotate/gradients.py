@@ -22,9 +22,7 @@ twin's names (annotate.capture), stage by stage and parameter by parameter.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -160,66 +158,40 @@ def _replaced_tokens(result, twin, inputs, tokenizer, o, target, label):
 _LABELS = {"next-token": _next_tokens, "masked-tokens": _masked_tokens, "labels": _labels, "replaced-tokens": _replaced_tokens}
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """transformers' load report, progress bar and warnings (GPT-2's "loss_type=None ... Using the
-    default loss") would garble the trace."""
-    from transformers.utils import logging as hf_logging
+@dataclasses.dataclass
+class Backward:
+    """What backpropagating the head's loss gives a trace."""
 
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+    loss: Loss
+    grads: dict[str, torch.Tensor]  # d loss / d stage, for each of the trace's stages
+    grad_diffs: dict[str, float | None] | None = None  # under diff: max |twin's - transformers'| per stage
+    param_grad_max_abs_diff: float | None = None  # under diff: the largest difference of any parameter's gradient
+    param_grads_compared: int = 0
 
 
-def _hf_model(folder, twin):
-    """transformers' model of the twin's class from the same files, eager, fp32, eval mode."""
-    import transformers
-
-    try:
-        cls = getattr(transformers, type(twin).__name__)
-        return cls.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32, **twin.hf_kwargs()).eval()
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--diff: transformers could not load {str(folder)!r}: {reason}") from None
-
-
-def backward(result, twin, inputs: dict[str, torch.Tensor], tokenizer, *, diff: bool, target: str | None, label: str | None) -> None:
-    """Take the loss, backpropagate, and give each of ``result``'s stages its gradient statistics
-    (and, under ``diff``, its largest difference from transformers' gradient); fills ``result.loss``,
-    ``result.grads`` and ``result.param_grad_max_abs_diff``."""
-    from annotate.tracer import _stats
-
+def backward(result, twin, inputs: dict[str, torch.Tensor], tokenizer, *, diff: bool, target: str | None, label: str | None) -> Backward:
+    """Take the loss of ``result`` (a trace: its predictions give the default labels), backpropagate
+    through the twin, and (under ``diff``) through transformers' model from the same files."""
     labels, loss = choose(result, twin, inputs, tokenizer, target, label)
     twin.zero_grad(set_to_none=True)
     with torch.enable_grad(), recording(grads=True) as states:
         out = twin(**inputs, **labels)
         out.loss.backward()
     loss.value = out.loss.item()
-    result.loss = loss
-    result.grads = {stage.name: states.grads[stage.name] for stage in result.stages if stage.name in states.grads}
-    for stage in result.stages:
-        if stage.name in result.grads:
-            stage.grad_stats = _stats(result.grads[stage.name])
+    found = Backward(loss, {stage.name: states.grads[stage.name] for stage in result.stages if stage.name in states.grads})
     if not diff:
-        return
+        return found
+    from annotate import compare
     from annotate.capture import differences, hf_states
 
     extra = {"use_cache": False} if result.causal else {}
-    with _quiet():
-        hf = _hf_model(result.folder, twin)
+    with compare.quiet_transformers():  # GPT-2 warns of its default loss_type while computing it
+        hf = compare.load_transformers(result.folder, twin, "eager", torch.float32)
         with torch.enable_grad(), hf_states(hf, grads=True) as theirs:
             hf_out = hf(**inputs, **labels, **extra)
             hf_out.loss.backward()
     loss.abs_diff = abs(out.loss.item() - hf_out.loss.item())
-    diffs = differences(result.grads, theirs.grads, keep=None)  # gradients: compared everywhere, masked keys too
-    for stage in result.stages:
-        stage.grad_max_abs_diff = diffs.get(stage.name)
+    found.grad_diffs = differences(found.grads, theirs.grads, keep=None)  # gradients: compared everywhere, masked keys too
     theirs_params = dict(hf.named_parameters())
     worst = 0.0
     for name, p in twin.named_parameters():
@@ -228,8 +200,8 @@ def backward(result, twin, inputs: dict[str, torch.Tensor], tokenizer, *, diff: 
             worst = float("inf")
         elif p.grad is not None:
             worst = max(worst, (p.grad.double() - q.grad.double()).abs().max().item())
-    result.param_grad_max_abs_diff = worst
-    result.param_grads_compared = len(theirs_params)
+    found.param_grad_max_abs_diff, found.param_grads_compared = worst, len(theirs_params)
+    return found
 
 
 def to_dict(result) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from annotate import models
+from annotate import align, models, stats
 from annotate.errors import UserError
 from reimpl import loading, registry
 from reimpl.states import recording
@@ -370,16 +370,6 @@ def _byte_level_bytes(token: str) -> bytes:
 # Tracing.
 
 
-def _stats(x: torch.Tensor) -> dict[str, float]:
-    x = x.double()  # summaries in float64: the mean of 1e5 fp32 values shouldn't depend on summation order
-    return {
-        "mean": x.mean().item(),
-        "std": x.std(correction=0).item(),
-        "min": x.min().item(),
-        "max": x.max().item(),
-    }
-
-
 @contextlib.contextmanager
 def _status(message: str, progress: bool):
     if not progress:
@@ -389,13 +379,6 @@ def _status(message: str, progress: bool):
 
     with status(message):
         yield
-
-
-def _keep(causal: bool, T: int) -> torch.Tensor:
-    """Where a query attends to a key, (1, 1, T, T): everywhere for an encoder (one text: no
-    padding), the causal triangle for a decoder."""
-    keep = torch.ones(1, 1, T, T, dtype=torch.bool)
-    return torch.tril(keep) if causal else keep
 
 
 def load(model: str):
@@ -479,7 +462,7 @@ def trace(
     if diff:  # annotate/compare.py: max |a - b| per stage, and a verdict on each difference
         from annotate import compare
 
-        keep = _keep(arch.causal, len(ids))
+        keep = align.keep_mask(input_ids, None, arch.causal)  # one text: no padding
         if other is not None:  # annotate diff: the twin of a second checkpoint
             with _status(f"loading {other}", progress):
                 other_twin = load(other)[1]
@@ -497,7 +480,7 @@ def trace(
 
     logits_stage = head.stage if head else None
     stages = [
-        Stage(name, _layer(name, layers_path), tuple(x.shape), _stats(x), diffs.get(name) if diff else None, verdicts.get(name))
+        Stage(name, _layer(name, layers_path), tuple(x.shape), stats.summary(x), diffs.get(name) if diff else None, verdicts.get(name))
         for name, x in states.items()
         if name != logits_stage
     ]
@@ -529,7 +512,14 @@ def trace(
         from annotate import gradients
 
         with _status("backpropagating the loss" + (" (twin and transformers)" if diff else ""), progress):
-            gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
+            found = gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
+        result.loss, result.grads = found.loss, found.grads
+        result.param_grad_max_abs_diff, result.param_grads_compared = found.param_grad_max_abs_diff, found.param_grads_compared
+        for stage in result.stages:
+            if stage.name in found.grads:
+                stage.grad_stats = stats.summary(found.grads[stage.name])
+            if found.grad_diffs is not None:
+                stage.grad_max_abs_diff = found.grad_diffs.get(stage.name)
     return result
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from annotate.capture import heads_merged, hf_states
+from annotate import align
+from annotate.capture import hf_states
 from reimpl import recording
 from reimpl.registry import architecture_of
 
@@ -47,28 +48,11 @@ def assert_states_equal(hf: nn.Module, twin: nn.Module, keep: torch.Tensor | Non
         else:
             assert torch.equal(value, seen), f"output {field} differs: max |diff| {(value - seen).abs().max():.3g}"
 
-    input_ids, mask = inputs["input_ids"], inputs.get("attention_mask")
-    T = input_ids.shape[1]
     if keep is None:
-        keep = torch.ones(input_ids.shape[0], 1, T, T, dtype=torch.bool)
-        if mask is not None:
-            keep = keep & mask[:, None, None, :].bool()
-        if arch.causal:
-            keep = keep & torch.ones(T, T, dtype=torch.bool).tril()
+        keep = align.keep_mask(inputs["input_ids"], inputs.get("attention_mask"), arch.causal)
     compared = 0
-    for name, value in ours.items():
-        if name.endswith((".query", ".key", ".value")) and value.dim() == 4:
-            value = heads_merged(value)
-        if name.endswith(".scores"):
-            seen = theirs.get(name + "+mask")
-            assert seen is not None, f"no transformers value caught for {name}"
-            where = keep.expand_as(value)
-            assert torch.equal(value[where], seen[where]), f"{name} differs where keys are kept"
-            compared += 1
-            continue
-        assert name in theirs, f"no transformers value caught for {name}"
-        seen = theirs[name]
-        assert value.shape == seen.shape, f"{name}: twin {tuple(value.shape)}, transformers {tuple(seen.shape)}"
+    for name, value, seen in align.pairs(ours, theirs, keep):  # scores: where keys are kept
+        assert seen is not None, f"no transformers value caught for {name} (or of another shape)"
         assert torch.equal(value, seen), f"{name} differs: max |diff| {(value - seen).abs().max():.3g}"
         compared += 1
     return compared

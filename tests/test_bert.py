@@ -12,7 +12,8 @@ import torch
 import transformers
 
 import reimpl
-from annotate.capture import heads_merged, hf_states
+from annotate import align
+from annotate.capture import hf_states
 from reimpl import BertLayer, BertModel, BertSelfAttention, recording
 from tests.conftest import hub_cached
 from tests.parity import config_on_every_module, hf_encoder_mask, layer_output
@@ -37,24 +38,14 @@ def assert_states_equal(hf: torch.nn.Module, twin: BertModel, enc: dict[str, tor
         assert out.pooler_output is None and hf_out.pooler_output is None
 
     mask = enc.get("attention_mask")
+    keep = align.keep_mask(enc["input_ids"], mask, causal=False)
     compared = 0
-    for name, value in ours.items():
-        if name.endswith((".query", ".key", ".value")):
-            value = heads_merged(value)
-        if name.endswith(".scores"):
-            # softmax saw scores + mask; the mask adds exactly 0 where a key is kept.
-            seen = theirs[name + "+mask"]
-            if mask is not None and not mask.all():
-                keep = mask[:, None, None, :].bool().expand_as(value)
-                assert torch.equal(value[keep], seen[keep]), name
-                assert (seen[~keep] < -1e38).all(), name
-            else:
-                assert torch.equal(value, seen), name
-            compared += 1
-            continue
-        assert name in theirs, f"no transformers value caught for {name}"
-        assert value.shape == theirs[name].shape, name
-        assert torch.equal(value, theirs[name]), f"{name} differs: max |diff| {(value - theirs[name]).abs().max():.3g}"
+    for name, value, seen in align.pairs(ours, theirs, keep):  # softmax saw scores + mask: compared where a key is kept
+        assert seen is not None, f"no transformers value caught for {name}"
+        assert torch.equal(value, seen), f"{name} differs: max |diff| {(value - seen).abs().max():.3g}"
+        if name.endswith(".scores"):  # and where it is not, the mask's minimum
+            masked = theirs[name + "+mask"][~keep.expand_as(theirs[name + "+mask"])]
+            assert (masked < -1e38).all(), name
         compared += 1
     return compared
 

@@ -17,7 +17,8 @@ import transformers
 from safetensors.torch import save_file
 from transformers import DynamicCache
 
-from annotate.capture import heads_merged, hf_states
+from annotate import align
+from annotate.capture import hf_states
 import reimpl
 from reimpl import GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, KVCache, recording, versions
 from reimpl.gpt2 import GPT2Config, causal_mask
@@ -105,9 +106,8 @@ def assert_states_equal(hf, twin, input_ids, attention_mask=None, use_cache=Fals
     mask = causal_mask(attention_mask, input_ids.shape[1], 0, torch.float32)
     compared = 0
     for name, value in ours.items():
-        if name.endswith((".query", ".key", ".value")):
-            value = heads_merged(value)
-        if name.endswith(".scores"):
+        value = align.layout(name, value)
+        if name.endswith(".scores"):  # compared everywhere: the twin's scores plus the same mask
             if versions.V4:  # 4.57 fills the future with finfo.min before adding the mask (reimpl/gpt2.py)
                 T = input_ids.shape[1]
                 value = value.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), torch.finfo(value.dtype).min)

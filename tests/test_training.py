@@ -28,7 +28,8 @@ import torch
 import transformers
 
 import reimpl
-from annotate.capture import heads_merged, hf_states
+from annotate import align
+from annotate.capture import hf_states
 from annotate.cli import main
 from reimpl import recording, training
 from reimpl.registry import architecture_of
@@ -124,24 +125,14 @@ def assert_training_equal(hf, twin, inputs: dict, train: bool = True, seed: int 
     for field, value in out._asdict().items():
         assert torch.equal(value, getattr(hf_out, field)), f"output {field} differs"
 
-    def layout(name: str, x: torch.Tensor) -> torch.Tensor:
-        return heads_merged(x) if name.endswith((".query", ".key", ".value")) and x.dim() == 4 else x
-
-    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
-    keep = mask[:, None, None, :].bool() if mask is not None else torch.ones(1, 1, 1, ids.shape[1], dtype=torch.bool)
-    if causal:
-        keep = keep & torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
-    for name, value in ours.items():
-        seen = theirs[name + "+mask"] if name.endswith(".scores") else theirs[name]
-        value = layout(name, value)
-        if name.endswith(".scores"):  # transformers' softmax input holds the mask's -3.4e38 where a key is masked
-            where = keep.expand_as(value)
-            value, seen = value[where], seen[where]
+    keep = align.keep_mask(inputs["input_ids"], inputs.get("attention_mask"), causal)
+    for name, value, seen in align.pairs(ours, theirs, keep):  # scores: where keys are kept (elsewhere the mask's -3.4e38)
+        assert seen is not None, f"no transformers value caught for {name}"
         assert torch.equal(value, seen), f"{name} differs: max |diff| {(value - seen).abs().max():.3g}"
     assert set(ours.grads) == set(ours), f"stages without a gradient: {sorted(set(ours) - set(ours.grads))}"
-    for name, grad in ours.grads.items():  # the scores' gradient is softmax's input's: compared everywhere
-        seen = theirs.grads[name + "+mask" if name.endswith(".scores") else name]
-        assert torch.equal(layout(name, grad), seen), f"d loss / d {name} differs: max |diff| {(layout(name, grad) - seen).abs().max():.3g}"
+    for name, grad, seen in align.pairs(ours.grads, theirs.grads):  # the scores' gradient is softmax's input's: compared everywhere
+        assert seen is not None, f"no transformers gradient caught for {name}"
+        assert torch.equal(grad, seen), f"d loss / d {name} differs: max |diff| {(grad - seen).abs().max():.3g}"
     params = dict(twin.named_parameters())
     assert list(params) == [name for name, _ in hf.named_parameters()]  # the same order: clip_grad_norm_ sums in it
     for name, p in hf.named_parameters():
