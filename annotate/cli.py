@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"annotate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_trace, _add_diff, _add_source, _add_generate, _add_notebook):  # in --help's order
+        add(commands)
+    return parser
 
+
+def _add_trace(commands) -> None:
     trace = commands.add_parser(
         "trace",
         help="print, layer by layer, what the model computes for a text",
@@ -62,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--html", metavar="FILE", help="also write the explorer: one self-contained, offline web page of the trace (flow chart, stages with their code, every head's attention)")
     trace.set_defaults(run=run_trace)
 
+
+def _add_diff(commands) -> None:
     diff = commands.add_parser(
         "diff",
         help="compare two checkpoints of one architecture stage by stage, with a verdict on each difference",
@@ -80,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true", help="print the comparison as one JSON object, each stage with its verdict")
     diff.set_defaults(run=run_diff)
 
+
+def _add_source(commands) -> None:
     source = commands.add_parser(
         "source",
         help="print the installed transformers source of a class, function or stage, beside its twin in reimpl/",
@@ -94,16 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--no-twin", action="store_true", help="print transformers' source only")
     source.set_defaults(run=run_source)
 
+
+def _add_generate(commands) -> None:
     generate = commands.add_parser(
         "generate",
         help="continue a prompt token by token, showing each step's choice and alternatives",
-        description="Continue PROMPT with the twin of a causal language model (GPT-2), as transformers' "
+        description="Continue PROMPT with the twin of a causal language model (GPT-2, Llama), as transformers' "
         "generate does (same seed, same tokens), and show each step: the chosen token, its probability "
         "after temperature / top-k / top-p, its probability under the model alone, and the next likeliest "
         "tokens. Unset options take the checkpoint's generation_config.json, else transformers' defaults.",
     )
-    generate.add_argument("model", help="hub id (gpt2) or local checkpoint directory of a causal LM")
-    generate.add_argument("prompt", help="the text to continue")
+    generate.add_argument("model", help="hub id (gpt2), local checkpoint directory of a causal LM, a .gguf file, "
+                          "or SmolLM2-135M-Instruct.Q4_1.gguf (packaged, offline)")
+    generate.add_argument("prompt", help="the text to continue (with --chat: the user's message)")
+    generate.add_argument("--chat", action="store_true", help="put PROMPT through the checkpoint's chat template as a user's message, "
+                          "the assistant's turn opened (apply_chat_template(..., add_generation_prompt=True))")
     generate.add_argument("--max-new-tokens", type=int, default=20, metavar="N", help="how many tokens to add (default 20)")
     generate.add_argument("--do-sample", action="store_true", default=None, help="sample instead of taking the likeliest token")
     generate.add_argument("--temperature", type=float, metavar="T", help="with --do-sample: divide the logits by T (default 1.0)")
@@ -113,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--json", action="store_true", help="print the steps as one JSON object instead of a table")
     generate.set_defaults(run=run_generate)
 
+
+def _add_notebook(commands) -> None:
     notebook = commands.add_parser(
         "notebook",
         help="write a guide as a Jupyter notebook",
@@ -123,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     notebook.add_argument("guide", nargs="+", help="e.g. guides/03-attention.md guides/zh-CN/03-attention.md")
     notebook.add_argument("-o", "--output", metavar="DIR", default=".", help="folder to write NAME.ipynb into, made if missing (default: the current one)")
     notebook.set_defaults(run=run_notebook)
-    return parser
 
 
 def run_trace(args: argparse.Namespace) -> int:
@@ -209,7 +224,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from annotate import watch
 
     settings = dict(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    session = watch.Watch(args.model, args.prompt, max_new_tokens=args.max_new_tokens, seed=args.seed, **settings)
+    session = watch.Watch(args.model, args.prompt, max_new_tokens=args.max_new_tokens, seed=args.seed, chat=args.chat, **settings)
     if args.json:
         print(session.run().to_json())
     else:

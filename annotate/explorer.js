@@ -7,8 +7,30 @@
   const T = D.tokens.length, L = D.num_layers, NH = D.num_heads;
   const STAGE = new Map(D.stages.map((s) => [s.name, s]));
   const LAYER_OF = new Map(); // stage name -> layer it belongs to (flow membership)
-  const KIND_OF = new Map(); // stage name -> "attn" | "ffn" | "norm" | "add" | "output" | ""
-  const state = { stage: null, layer: 0, head: 0, tab: "stage", scaleHead: true, focus: null, pinned: null };
+  const KIND_OF = new Map(); // stage name -> "attn" | "ffn" | "norm" | "add" | "output" | "": where the chart put it
+  // What a stage is: its step's kind in annotate/models/<model_type>.py ("lookup", "norm", "query",
+  // "probs", "residual", "pool", "head", ...), which annotate/explorer.py sends with each stage. The
+  // page reads it from there, never from a stage's name.
+  const kindOf = (n) => (STAGE.has(n) ? STAGE.get(n).kind : null);
+  // A box drawn as a LayerNorm (or RMSNorm): a step of kind "norm" (annotate/models), a head's own
+  // (BERT's cls.predictions.transform.LayerNorm) too.
+  const isNorm = (n) => kindOf(n) === "norm";
+  // Which norm: what its step's formula says (annotate/models: "RMSNorm_1(X)", "LayerNorm(...)"), not its name.
+  const formulaOf = (n) => { const s = STAGE.get(n), e = s && s.explain !== null ? D.explanations[s.explain] : null; return (e && e.formula) || ""; };
+  const isRMS = (n) => isNorm(n) && /\bRMSNorm/.test(formulaOf(n));
+  const NORMS = D.stages.filter((s) => s.kind === "norm").map((s) => s.name);
+  const RMS_N = NORMS.filter(isRMS).length;
+  const NORM_WORD = RMS_N && RMS_N === NORMS.length ? "RMSNorm" : RMS_N ? "LayerNorm / RMSNorm" : "LayerNorm";
+  // What a modern decoder adds (annotate/explorer.py sends each only where the trace has it):
+  // RoPE's angles, which query heads share a key/value head, the MLP's gate.
+  const ROPE = D.rope || null, GQA = D.gqa || null, GATES = D.gates || null;
+  const NKV = GQA ? GQA.kv_heads : NH;
+  const kvOf = (h) => (GQA ? GQA.kv_of[h] : h);
+  const kvHeads = (g) => Array.from({ length: NH }, (_, h) => h).filter((h) => kvOf(h) === g);
+  const kvColor = (g) => `hsl(${(g * 360) / Math.max(NKV, 1) + 20}, 58%, 42%)`;
+  const GATE_OF = new Map(); // a stage of a gated MLP (the gate, silu(G), U, silu(G)·U) -> its layer's entry in D.gates
+  if (GATES) for (const g of GATES.layers) for (const role of ["gate", "act", "up", "product"]) if (g[role]) GATE_OF.set(g[role], { entry: g, role });
+  const state = { stage: null, layer: 0, head: 0, tab: "stage", scaleHead: true, focus: null, pinned: null, gateToken: T - 1 };
 
   // ------------------------------------------------------------------------------------------
   // Small helpers.
@@ -127,7 +149,7 @@
   function header() {
     const facts = [
       `${D.model_class} (${D.model_type}${D.flow.norm !== "none" ? ", " + D.flow.norm : ""})`,
-      `${L} layers × ${NH} heads`,
+      GQA ? `${L} layers × ${NH} heads (${NKV} K/V)` : `${L} layers × ${NH} heads`,
       `${T} tokens`,
       D.transformers ? `transformers ${D.transformers}` : null,
     ].filter(Boolean);
@@ -157,6 +179,7 @@
   function stageBox(name, kind, label) {
     const s = STAGE.get(name);
     const cls = ["stage", kind || ""];
+    if (isRMS(name)) cls.push("tagged");
     if (name === D.first_divergence) cls.push("first");
     const box = el("div", {
       class: cls.join(" "), "data-stage": name, tabindex: "0", role: "button", title: name,
@@ -165,6 +188,7 @@
     },
     kind === "add" ? el("span", { class: "plus" }, "+") : null,
     el("span", { class: "step", text: label || (kind === "output" && s.layer !== null ? `layer ${s.layer} output` : D.short[name] || name) }),
+    isRMS(name) ? el("span", { class: "tag", "data-norm": "RMSNorm", title: "RMSNorm: x / sqrt(mean(x²) + ε) · g (no mean subtracted, no bias), as the step's formula says" }, "RMSNorm") : null,
     el("span", { class: "shape", text: shapeText(s.shape) }),
     mark(s));
     return box;
@@ -176,26 +200,35 @@
       el("span", {}, el("i", { class: "l-spine" }), "residual stream"),
       el("span", {}, el("i", { class: "l-attn" }), "self-attention"),
       el("span", {}, el("i", { class: "l-ffn" }), "feed-forward"),
-      el("span", {}, el("i", { class: "l-norm" }), "LayerNorm"),
+      el("span", {}, el("i", { class: "l-norm" }), NORM_WORD),
       el("span", {}, "⊕ add"),
       D.diffed ? el("span", {}, el("b", { style: "color: var(--good)" }, "="), " bit-identical to transformers") : null));
     pane.append(el("div", { class: "input-node" }, `input ids (1, ${T})`));
     const spine = el("div", { class: "spine" });
     let started = false;
     for (const row of F.before) {
-      if (row.length > 1 || (!started && /(_embeddings|wte|wpe|token_type_embeds)$/.test(row[0]))) {
+      if (kindOf(row[0]) === "rotary") continue;
+      if (row.length > 1 || (!started && kindOf(row[0]) === "lookup")) {
         pane.append(el("div", { class: "lookups" }, el("div", { class: "branch-title", text: row.length > 1 ? "lookups, summed below" : "lookup" }), row.map((n) => stageBox(n, ""))));
         continue;
       }
       started = true;
-      for (const n of row) { KIND_OF.set(n, "spine"); spine.append(el("div", { class: "on-spine" }, stageBox(n, /LayerNorm|layer_norm|ln_/.test(n) ? "norm" : ""))); }
+      for (const n of row) { KIND_OF.set(n, "spine"); spine.append(el("div", { class: "on-spine" }, stageBox(n, isNorm(n) ? "norm" : ""))); }
+    }
+    // RoPE's cos and sin (kind "rotary"): a table of angles that every layer turns its Q and K by,
+    // beside the stream, not on it.
+    const rotary = F.before.filter((row) => kindOf(row[0]) === "rotary").flat();
+    if (rotary.length) {
+      for (const n of rotary) KIND_OF.set(n, "rotary");
+      pane.append(el("div", { class: "lookups rotary-box", title: "rotary position embedding: angles that every layer's attention turns its Q and K by; not added to the stream" },
+        el("div", { class: "branch-title", text: "positions: RoPE's angles, for every layer's Q and K" }), rotary.map((n) => stageBox(n, ""))));
     }
     spine.append(el("div", { class: "spine-label" }, "residual stream ↓"));
     const summary = new Map(D.layers.map((r) => [r.layer, r]));
     for (const layer of F.layers) spine.append(layerBox(layer, summary.get(layer.layer)));
     // After the layers: a LayerNorm right after them (ln_f) and last_hidden_state are the stream
     // itself; the rest (the pooler, a head's own layers) branch off its end, grouped by module.
-    const after = F.after.map(([n]) => n), isNorm = (n) => /LayerNorm|layer_norm|^ln_/.test(n.split(".").pop());
+    const after = F.after.map(([n]) => n);
     const parentOf = (n) => n.split(".").slice(0, -1).join(".") || n;
     for (let i = 0; i < after.length;) {
       const n = after[i];
@@ -215,14 +248,14 @@
     const names = [];
     const body = el("div", { class: "layer-body" });
     body.append(el("div", { class: "norm-note" }, D.flow.norm === "post-LN"
-      ? "post-LN: a LayerNorm sits on the stream after each ⊕"
-      : D.flow.norm === "pre-LN" ? "pre-LN: each branch opens with its LayerNorm; the stream is only added to" : ""));
+      ? `post-LN: a ${NORM_WORD} sits on the stream after each ⊕`
+      : D.flow.norm === "pre-LN" ? `pre-LN: each branch opens with its ${NORM_WORD}; the stream is only added to` : ""));
     for (const block of layer.blocks) {
       if (block.kind === "branch") {
         const kind = block.title === "self-attention" ? "attn" : "ffn";
         const b = el("div", { class: "branch " + kind }, el("div", { class: "branch-title", text: block.title }));
         for (const row of block.rows) {
-          b.append(el("div", { class: "row" }, row.map((n) => { names.push(n); KIND_OF.set(n, kind); return stageBox(n, /LayerNorm|layer_norm|^ln_|\.ln_/.test(n) ? "norm" : ""); })));
+          b.append(el("div", { class: "row" }, row.map((n) => { names.push(n); KIND_OF.set(n, kind); return stageBox(n, isNorm(n) ? "norm" : ""); })));
         }
         body.append(b);
         body.append(el("div", { class: "join" }));
@@ -273,10 +306,12 @@
   // The stage panel.
 
   function dims(s) {
-    const kind = KIND_OF.get(s.name), sh = s.shape, step = s.name.split(".").pop();
+    const kind = KIND_OF.get(s.name), sh = s.shape;
     const hidden = (() => { const o = D.flow.layers.length && D.flow.layers[0].output; return o ? STAGE.get(o).shape.at(-1) : null; })();
     const last = (n) => (n === hidden ? "C" : kind === "ffn" ? "d_ff" : n === T ? "T" : "·");
-    if (sh.length === 4) return ["B", "nh", "T", /scores|probs/.test(step) ? "T" : "hs"];
+    if (sh.length === 4) return ["B", GQA && sh[1] === NKV && NKV !== NH ? "nkv" : "nh", "T", s.kind === "scores" || s.kind === "probs" ? "T" : "hs"];
+    if (sh.length === 3 && ROPE && kind === "rotary" && sh[2] === ROPE.dims) return ["B", "T", "hs"];
+    if (sh.length === 3 && GQA && kind === "attn" && hidden && sh[2] !== hidden && sh[2] * NH === hidden * NKV) return ["B", "T", "nkv·hs"];
     if (sh.length === 3) return ["B", "T", last(sh[2])];
     if (sh.length === 2) return ["B", last(sh[1])];
     return null;
@@ -331,10 +366,17 @@
       numbers.append(el("div", { class: "diffline " + (s.diff === 0 ? "same" : "differs") },
         s.diff === 0 ? "max |twin − transformers| = 0: bit-identical" : `max |twin − transformers| = ${typeof s.diff === "number" ? s.diff.toExponential(3) : s.diff}` + (first ? " — the first stage that differs" : "")));
     }
-    if (/probs|scores/.test(s.name.split(".").pop()) && s.layer !== null) {
+    if ((s.kind === "scores" || s.kind === "probs") && s.layer !== null) {
       numbers.append(el("button", { class: "jump", onclick: () => { state.layer = s.layer; showTab("attention"); } }, `see layer ${s.layer}'s ${NH} heads →`));
     }
+    if (GQA && s.layer !== null && (s.kind === "key" || s.kind === "value" || (s.kind === "rotary" && s.shape.length === 4 && s.shape[1] === NKV))) {
+      numbers.append(el("div", { class: "hint", "data-gqa-note": "" }, `grouped-query attention: ${NKV} key/value heads for ${NH} query heads; `,
+        Array.from({ length: NKV }, (_, g) => el("span", { class: "kv-chip", style: `border-color: ${kvColor(g)}; color: ${kvColor(g)}` }, `K/V ${g} → q ${rangeText(kvHeads(g))}`)),
+        " ", el("button", { class: "jump", onclick: () => { state.layer = s.layer; showTab("attention"); } }, "see the heads in their groups →")));
+    }
     panel.append(numbers);
+    if (ROPE && s.kind === "rotary") panel.append(ropeCard(s));
+    if (GATE_OF.has(s.name)) panel.append(gateCard(GATE_OF.get(s.name)));
 
     const src = el("div", { class: "card", id: "source-panel" }, el("h3", { text: "the code that computes it" }));
     if (!e) src.append(el("div", { class: "note", text: "no explanation for this stage (annotate/stages.py)" }));
@@ -350,6 +392,174 @@
     }
     panel.append(src);
   }
+  // ------------------------------------------------------------------------------------------
+  // What a modern decoder adds: RoPE's angles (a rotary stage), the MLP's gate (a gated MLP's stage).
+
+  function rangeText(hs) {
+    const consecutive = hs.every((h, i) => !i || h === hs[i - 1] + 1);
+    return consecutive && hs.length > 2 ? `${hs[0]}–${hs.at(-1)}` : hs.join(", ");
+  }
+  const MONO = () => getComputedStyle(document.body).getPropertyValue("--mono");
+  const TAU = 2 * Math.PI;
+  const angleHue = (a) => `hsl(${((a / TAU) * 360).toFixed(1)}, 62%, 86%)`;
+  function period(f) {
+    const p = TAU / f;
+    return p < 100 ? String(Number(p.toPrecision(2))) : p < 1e4 ? String(Math.round(p / 10) * 10) : p.toExponential(0).replace("e+", "e");
+  }
+  function ropeCard(s) {
+    const R = ROPE, d = R.dims;
+    const which = s.shape.length === 4 ? `this stage: ${s.shape[1]} heads' ${s.shape[1] === NH ? "queries" : "keys"}, each turned by its position's row below` : null;
+    const card = el("div", { class: "card rope", "data-rope": "" },
+      el("h3", { text: R.paired ? "RoPE: how far each position turns each pair of dimensions" : "RoPE: how far each position turns each dimension" }),
+      el("div", { class: "formula" }, R.paired ? `angle(p, i) = p · θ^(−2i/${d}) mod 2π, turning dimensions i and i + ${d / 2} of every query and key head together` : "angle(p, i) mod 2π"),
+      el("div", { class: "hint" }, `Read from the recorded cos and sin (angle = atan2(sin, cos)): what the model used${R.theta ? `; θ ≈ ${Number(R.theta.toPrecision(4))}` : ""}${R.scale !== 1 ? `; |(cos, sin)| = ${fmt(R.scale)}` : ""}. Each hand points at (cos, sin): at 3 o'clock at position 0, turning counter-clockwise.`),
+      el("div", { class: "hint rope-why" }, "Fast pairs (left) turn about a radian per token, slow pairs (right) barely move; a query at m and a key at n are turned by m and n, so their product depends only on the difference n − m."),
+      which ? el("div", { class: "hint", text: which }) : null);
+    const canvas = el("canvas", { class: "rope-map", "data-rope-map": "" });
+    canvas.addEventListener("mousemove", ropeHover);
+    canvas.addEventListener("mouseleave", hideTip);
+    const ramp = el("canvas", { class: "ramp", width: "120", height: "1" });
+    const rc = ramp.getContext("2d");
+    for (let x = 0; x < 120; x++) { rc.fillStyle = angleHue((x / 119) * TAU); rc.fillRect(x, 0, 1, 1); }
+    card.append(el("div", { class: "rope-wrap" }, canvas), el("div", { class: "scale" }, "angle 0", ramp, "2π (colour); the hand: (cos, sin)"));
+    drawRope(canvas);
+    return card;
+  }
+  const RG = { lw: 0, top: 0, cw: 0, rh: 0, P: 0 };
+  function drawRope(canvas) {
+    const R = ROPE, A = R.angles, P = A[0].length;
+    const font = "11px " + MONO();
+    const ctx0 = canvas.getContext("2d");
+    ctx0.font = font;
+    const showTok = T <= 48;
+    const lw = Math.max(showTok ? Math.min(130, 12 + Math.max(...D.tokens.map((t, i) => ctx0.measureText(`${i} ${t}`).width))) : 34, R.freq ? 96 : 0);
+    const avail = Math.max(320, Math.min(1000, (document.getElementById("right").clientWidth || 900) - 64));
+    const cw = Math.max(4, Math.min(26, Math.floor((avail - lw - 8) / P)));
+    const rh = T <= 24 ? Math.max(cw, 14) : Math.max(3, Math.min(cw, Math.floor(520 / T)));
+    const top = 28, bottom = R.freq ? 30 : 6;
+    const W = lw + cw * P + 8, H = top + rh * T + bottom, dpr = window.devicePixelRatio || 1;
+    canvas.width = W * dpr; canvas.height = H * dpr; canvas.style.width = W + "px"; canvas.style.height = H + "px";
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    ctx.font = font;
+    Object.assign(RG, { lw, top, cw, rh, P });
+    const hands = rh >= 12 && cw >= 12, r = 0.4 * Math.min(cw, rh);
+    for (let p = 0; p < T; p++) {
+      for (let i = 0; i < P; i++) {
+        const a = A[p][i], x = lw + i * cw, y = top + p * rh;
+        ctx.fillStyle = angleHue(a);
+        ctx.fillRect(x, y, cw - (cw > 6 ? 1 : 0), rh - (rh > 6 ? 1 : 0));
+        if (!hands) continue;
+        const cx = x + (cw - 1) / 2, cy = y + (rh - 1) / 2;
+        ctx.strokeStyle = "rgba(36, 41, 47, 0.25)"; ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.arc(cx, cy, r + 1.5, 0, TAU); ctx.stroke();
+        ctx.strokeStyle = "#24292f"; ctx.lineWidth = 1.6;
+        ctx.beginPath(); ctx.moveTo(cx, cy); ctx.lineTo(cx + r * Math.cos(a), cy - r * Math.sin(a)); ctx.stroke();
+        ctx.fillStyle = "#24292f"; ctx.beginPath(); ctx.arc(cx, cy, 1.4, 0, TAU); ctx.fill();
+      }
+    }
+    ctx.fillStyle = "#57606a";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    const every = showTok ? 1 : [1, 2, 5, 10, 20, 50, 100].find((k) => k * rh >= 16) || 200;
+    for (let p = 0; p < T; p += every) ctx.fillText(showTok ? `${p} ${D.tokens[p]}` : String(p), lw - 4, top + (p + 0.5) * rh, lw - 6);
+    ctx.textAlign = "center";
+    ctx.textBaseline = "bottom";
+    const step = Math.ceil(18 / cw);
+    for (let i = 0; i < P; i += step) ctx.fillText(String(i), lw + (i + 0.5) * cw, top - 3);
+    ctx.textAlign = "right";
+    ctx.fillText(R.paired ? "pair i →" : "dim →", lw - 4, top - 3);
+    ctx.fillText("position ↓", lw - 4, top - 15);
+    if (R.freq) {
+      ctx.textBaseline = "top";
+      const y = top + T * rh + 6;
+      ctx.fillText("one turn in", lw - 4, y);
+      ctx.fillText("… tokens", lw - 4, y + 12);
+      ctx.textAlign = "center";
+      const pstep = Math.ceil(36 / cw);
+      for (let i = 0; i < P; i += pstep) if (R.freq[i] > 0) ctx.fillText(period(R.freq[i]), lw + (i + 0.5) * cw, y + 6);
+    }
+  }
+  function ropeHover(ev) {
+    const r = ev.target.getBoundingClientRect();
+    const p = Math.floor((ev.clientY - r.top - RG.top) / RG.rh), i = Math.floor((ev.clientX - r.left - RG.lw) / RG.cw);
+    if (p < 0 || i < 0 || p >= T || i >= RG.P) return hideTip();
+    const a = ROPE.angles[p][i], f = ROPE.freq ? ROPE.freq[i] : null, d = ROPE.dims;
+    showTip(ev, `position ${tokName(p)}\n` + (ROPE.paired ? `pair ${i}: dimensions ${i} and ${i + d / 2}` : `dimension ${i}`) +
+      `\nangle ${a.toFixed(4)} rad = ${((a * 180) / Math.PI).toFixed(1)}° (mod 2π)` +
+      (f ? `\nturns ${fmt(f)} rad per token: p · ${fmt(f)} = ${fmt(p * f)} rad\na full turn every ${fmt(TAU / f)} tokens` : ""));
+  }
+
+  function gateCard(at) {
+    const G = at.entry, role = at.role, t = Math.min(state.gateToken, T - 1), thr = GATES.threshold;
+    const short = (n) => (n ? D.short[n] || n : "–");
+    const card = el("div", { class: "card gate", "data-gate": String(G.layer) });
+    const closed = G.closed[t];
+    card.append(el("h3", { text: `the MLP's gate (SwiGLU), layer ${G.layer}: silu(G) · U, unit by unit` }),
+      el("div", { class: "hint" }, `silu(G) (${short(G.act)}) multiplies U (${short(G.up)}) in each of the ${G.units} inner units: where |silu(G)| < ${thr} the gate is nearly closed and the unit passes almost nothing of U on to the down projection, whatever U is. One token's ${G.units} values:`));
+    const choose = (i) => { state.gateToken = Math.max(0, Math.min(T - 1, i)); card.replaceWith(gateCard(at)); };
+    card.append(el("div", { class: "pick gate-pick" }, el("span", { text: "token" }), T <= 24
+      ? D.tokens.map((tok, i) => el("button", { class: i === t ? "on" : null, "data-gate-token": String(i), title: `token ${i}`, onclick: () => choose(i) }, tok))
+      : [el("button", { title: "the token before", onclick: () => choose(t - 1) }, "‹"),
+         el("select", { "data-gate-token-select": "", onchange: (ev) => choose(+ev.target.value) }, D.tokens.map((tok, i) => el("option", { value: String(i), selected: i === t }, `${i}: ${tok}`))),
+         el("button", { title: "the token after", onclick: () => choose(t + 1) }, "›")]));
+    card.append(el("div", { class: "gate-sum", "data-gate-closed": String(closed) }, `token ${t} “${D.tokens[t]}”: the gate nearly closes `, el("b", { text: pct(closed) }), ` of the ${G.units} units (${Math.round(closed * G.units)}, |silu(G)| < ${thr})`));
+    const series = [["act", "silu(G), the gate", G.act], ["up", "U", G.up], ["product", "silu(G) · U", G.product]];
+    card.append(el("div", { class: "gate-row" }, series.map(([key, title, name]) => el("div", {
+      class: "gate-h" + (role === key || (role === "gate" && key === "act") ? " on" : ""), "data-gate-series": key, title: `${name}: click to open it`, onclick: () => select(name),
+    }, el("div", { class: "gate-h-title" }, title, " ", el("code", { text: short(name) })), gateHist(G.hist[key][t], G.range[key], key === "act" ? thr : null)))));
+    card.append(closedMap(at, t));
+    return card;
+  }
+  function gateHist(counts, range, band) {
+    const W = 250, H = 96, m = { l: 4, r: 4, t: 6, b: 18 }, [lo, hi] = typeof range[0] === "number" ? range : [0, 1];
+    const n = counts.length, top = Math.max(...counts, 1), bw = (W - m.l - m.r) / n;
+    const x = (v) => m.l + ((W - m.l - m.r) * (v - lo)) / ((hi - lo) || 1);
+    const g = sv("svg", { class: "hist", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": "histogram over the inner units" });
+    if (band !== null && lo < band && hi > -band) {
+      const a = x(Math.max(lo, -band)), b = x(Math.min(hi, band));
+      g.append(sv("rect", { class: "closed-band", x: a, y: m.t, width: Math.max(2, b - a), height: H - m.t - m.b }, sv("title", { text: `|silu(G)| < ${band}: nearly closed` })));
+    }
+    counts.forEach((c, i) => {
+      const h = c ? Math.max(1, ((H - m.t - m.b) * c) / top) : 0;
+      const a = lo + ((hi - lo) * i) / n, b = lo + ((hi - lo) * (i + 1)) / n;
+      g.append(sv("rect", { class: "bar", x: m.l + i * bw + 0.5, y: H - m.b - h, width: Math.max(1, bw - 1), height: h }, sv("title", { text: `${fmt(a)} … ${fmt(b)}: ${c} units` })));
+    });
+    g.append(sv("line", { x1: m.l, x2: W - m.r, y1: H - m.b + 0.5, y2: H - m.b + 0.5, stroke: "#8c959f" }));
+    g.append(sv("text", { x: m.l, y: H - 5, text: fmt(lo) }));
+    g.append(sv("text", { x: W - m.r, y: H - 5, "text-anchor": "end", text: fmt(hi) }));
+    if (lo < 0 && hi > 0) {
+      const z = x(0);
+      g.append(sv("line", { x1: z, x2: z, y1: m.t, y2: H - m.b + 4, stroke: "#cf222e", "stroke-dasharray": "2 2" }));
+      if (z - m.l > 34 && W - m.r - z > 34) g.append(sv("text", { x: z, y: H - 5, "text-anchor": "middle", text: "0" }));
+    }
+    return g;
+  }
+  function closedMap(at, t) {
+    const layers = GATES.layers, role = at.role;
+    const showTok = T <= 32;
+    const lw = showTok ? Math.min(110, 16 + 7 * Math.max(...D.tokens.map((tok, i) => `${i} ${tok}`.length))) : 30;
+    const cw = Math.max(6, Math.min(22, Math.floor(640 / layers.length))), rh = T <= 32 ? 14 : Math.max(3, Math.floor(360 / T));
+    const top = 16, W = lw + cw * layers.length + 4, H = top + rh * T + 4;
+    const most = Math.max(...layers.flatMap((g) => g.closed), 1e-9);
+    const g = sv("svg", { class: "gate-map", "data-gate-map": "", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": "share of closed gates per layer and token" });
+    layers.forEach((G, j) => {
+      if (j % 5 === 0 || j === layers.length - 1) g.append(sv("text", { x: lw + (j + 0.5) * cw, y: top - 4, "text-anchor": "middle", text: String(G.layer) }));
+      for (let i = 0; i < T; i++) {
+        const v = G.closed[i], f = v / most;
+        const on = G.layer === at.entry.layer && i === t;
+        g.append(sv("rect", {
+          x: lw + j * cw, y: top + i * rh, width: cw - 1, height: rh - (rh > 4 ? 1 : 0), fill: `rgb(${Math.round(255 - 48 * f)}, ${Math.round(250 - 160 * f)}, ${Math.round(240 - 200 * f)})`,
+          class: on ? "on" : null, "data-gate-cell": `${G.layer},${i}`,
+          onclick: () => { state.gateToken = i; select(G[role] || G.act); },
+        }, sv("title", { text: `layer ${G.layer}, ${tokName(i)}: ${pct(v)} of the gates nearly closed` })));
+      }
+    });
+    for (let i = 0; i < T; i += showTok ? 1 : 8) g.append(sv("text", { x: lw - 4, y: top + (i + 0.5) * rh + 3.5, "text-anchor": "end", text: showTok ? `${i} ${D.tokens[i]}` : String(i) }));
+    return el("div", { class: "gate-map-box" },
+      el("div", { class: "hint", text: `Share of nearly closed gates in every layer (columns) for every token (rows); darker: more closed (darkest ${pct(most)}). Click one to open it.` }), g);
+  }
+
   function select(name, opts) {
     if (!STAGE.has(name)) return;
     state.stage = name;
@@ -371,8 +581,11 @@
     const p = document.getElementById("attention-panel");
     const layerPick = el("div", { class: "pick", id: "layer-pick" }, el("span", { text: "layer" }),
       Array.from({ length: L }, (_, l) => el("button", { "data-pick-layer": String(l), onclick: () => pick(l, state.head) }, String(l))));
+    const headButton = (h) => el("button", { "data-pick-head": String(h), onclick: () => pick(state.layer, h) }, String(h));
     const headPick = el("div", { class: "pick", id: "head-pick" }, el("span", { text: "head" }),
-      Array.from({ length: NH }, (_, h) => el("button", { "data-pick-head": String(h), onclick: () => pick(state.layer, h) }, String(h))),
+      GQA ? Array.from({ length: NKV }, (_, g) => el("span", { class: "kv-group", "data-kv-group": String(g), style: `border-color: ${kvColor(g)}`, title: `query heads ${rangeText(kvHeads(g))} share key/value head ${g}` },
+        el("i", { style: `color: ${kvColor(g)}`, text: `K/V ${g}` }), kvHeads(g).map(headButton)))
+        : Array.from({ length: NH }, (_, h) => headButton(h)),
       el("label", {}, el("input", { type: "checkbox", checked: state.scaleHead, onchange: (ev) => { state.scaleHead = ev.target.checked; redrawAll(); } }), " scale each head to its own maximum"));
     const ramp = el("canvas", { class: "ramp", width: "120", height: "1" });
     const rc = ramp.getContext("2d"), ri = rc.createImageData(120, 1);
@@ -382,19 +595,36 @@
     p.append(el("div", { class: "card" },
       el("div", { class: "att-controls" }, layerPick, headPick),
       el("div", { class: "hint" }, "rows: the query token (who looks), columns: the key token (who is looked at); each row sums to 1. Hover for values; ← → heads, ↑ ↓ layers."),
+      GQA ? gqaLegend() : null,
       el("div", { class: "att-main" },
-        el("div", {}, el("h3", { id: "big-title" }), el("canvas", { id: "big" }), scale),
+        el("div", {}, el("h3", { id: "big-title" }), GQA ? el("div", { class: "hint kv-note", id: "big-kv" }) : null, el("canvas", { id: "big" }), scale),
         el("div", {}, el("h3", { text: "query → key, lines weighted by attention" }), el("div", { class: "hint", id: "bv-hint", text: "hover a token to see only its lines; click to pin" }), el("div", { class: "bv-scroll" }, el("canvas", { id: "bv" }))))));
-    const grid = el("div", { class: "heads", style: `grid-template-columns: 34px repeat(${NH}, minmax(0, ${T > 64 ? 84 : 64}px))` });
+    // Grouped-query attention: the heads in bands, one per shared key/value head (a gap between bands).
+    const cell = `minmax(0, ${T > 64 ? 84 : 64}px)`, bands = GQA ? Array.from({ length: NKV }, (_, g) => kvHeads(g)) : [Array.from({ length: NH }, (_, h) => h)];
+    const order = bands.flat(), gap = (h) => GQA && order.indexOf(h) > 0 && kvOf(order[order.indexOf(h) - 1]) !== kvOf(h);
+    const columns = GQA ? bands.map((b) => `repeat(${b.length}, ${cell})`).join(" 10px ") : `repeat(${NH}, ${cell})`;
+    const grid = el("div", { class: "heads" + (GQA ? " grouped" : ""), style: `grid-template-columns: 34px ${columns}` });
+    if (GQA) {
+      grid.append(el("div", {}));
+      bands.forEach((b, g) => {
+        if (g) grid.append(el("div", {}));
+        grid.append(el("div", { class: "kv-band", "data-kv-group": String(g), style: `grid-column: span ${b.length}; border-color: ${kvColor(g)}; color: ${kvColor(g)}`, title: `query heads ${rangeText(b)} read key/value head ${g}` }, `K/V head ${g}`));
+      });
+    }
     grid.append(el("div", {}));
-    for (let h = 0; h < NH; h++) grid.append(el("div", { class: "lab", style: "text-align:center", text: `h${h}` }));
+    for (const h of order) {
+      if (gap(h)) grid.append(el("div", {}));
+      grid.append(el("div", { class: "lab", style: "text-align:center" + (GQA ? `; color: ${kvColor(kvOf(h))}` : ""), text: `h${h}` }));
+    }
     const io = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
       for (const en of entries) if (en.isIntersecting && !en.target.dataset.drawn) paintHead(en.target, +en.target.dataset.layer, +en.target.dataset.head);
     }, { rootMargin: "200px" }) : null;
     for (let l = 0; l < L; l++) {
       grid.append(el("div", { class: "lab", text: `L${l}` }));
-      for (let h = 0; h < NH; h++) {
-        const c = el("canvas", { width: String(T), height: String(T), "data-layer": String(l), "data-head": String(h), title: `layer ${l}, head ${h}` });
+      for (const h of order) {
+        if (gap(h)) grid.append(el("div", {}));
+        const c = el("canvas", { width: String(T), height: String(T), "data-layer": String(l), "data-head": String(h), "data-kv-group": GQA ? String(kvOf(h)) : null,
+          title: `layer ${l}, head ${h}` + (GQA ? ` (K/V head ${kvOf(h)})` : ""), style: GQA ? `border-color: ${kvColor(kvOf(h))}` : null });
         c.addEventListener("click", () => pick(l, h));
         c.addEventListener("mousemove", (ev) => { const r = c.getBoundingClientRect(); cellTip(ev, l, h, Math.floor(((ev.clientY - r.top) / r.height) * T), Math.floor(((ev.clientX - r.left) / r.width) * T)); });
         c.addEventListener("mouseleave", hideTip);
@@ -402,7 +632,7 @@
         grid.append(c);
       }
     }
-    p.append(el("div", { class: "card" }, el("h3", { text: `every head: ${L} layers × ${NH} heads (click one to look closer)` }), grid));
+    p.append(el("div", { class: "card" }, el("h3", { text: `every head: ${L} layers × ${NH} heads (click one to look closer)` + (GQA ? `, in bands by the key/value head they share` : "") }), grid));
     const big = document.getElementById("big");
     big.addEventListener("mousemove", bigHover);
     big.addEventListener("mouseleave", () => { hideTip(); drawBig(); });
@@ -411,9 +641,15 @@
     bv.addEventListener("mouseleave", () => { if (state.focus) { state.focus = null; drawBertviz(); } });
     bv.addEventListener("click", () => { state.pinned = state.pinned ? null : state.focus; drawBertviz(); });
   }
+  function gqaLegend() {
+    const checked = GQA.checked ? `: each head's scores are its rotated Q times exactly this K (checked in layer ${GQA.layer})` : " (repeat_kv's order)";
+    return el("div", { class: "hint gqa-legend", "data-gqa": "" },
+      `grouped-query attention: ${NH} query heads share ${NKV} key/value heads, ${NH / NKV} each${checked}. `,
+      Array.from({ length: NKV }, (_, g) => el("span", { class: "kv-chip", "data-kv-group": String(g), style: `border-color: ${kvColor(g)}; color: ${kvColor(g)}` }, `heads ${rangeText(kvHeads(g))} → K/V ${g}`)));
+  }
   function cellTip(ev, l, h, q, k) {
     if (q < 0 || k < 0 || q >= T || k >= T) return hideTip();
-    showTip(ev, `layer ${l} head ${h}\nquery ${tokName(q)}\nkey   ${tokName(k)}\n` + (masked(q, k) ? "masked (the future)" : `attention ${weight(l, h, q, k).toFixed(4)}`));
+    showTip(ev, `layer ${l} head ${h}` + (GQA ? ` (K/V head ${kvOf(h)})` : "") + `\nquery ${tokName(q)}\nkey   ${tokName(k)}\n` + (masked(q, k) ? "masked (the future)" : `attention ${weight(l, h, q, k).toFixed(4)}`));
   }
   function pick(l, h) {
     state.layer = Math.max(0, Math.min(L - 1, l));
@@ -438,6 +674,11 @@
     const canvas = document.getElementById("big");
     const { layer: l, head: h } = state;
     document.getElementById("big-title").textContent = `layer ${l}, head ${h}: query × key`;
+    if (GQA) {
+      const others = kvHeads(kvOf(h)).filter((x) => x !== h);
+      document.getElementById("big-kv").textContent = `K/V head ${kvOf(h)}` + (others.length ? `, shared with head${others.length > 1 ? "s" : ""} ${others.join(" and ")}` : "");
+      document.getElementById("big-kv").style.color = kvColor(kvOf(h));
+    }
     document.getElementById("scale-top").textContent = state.scaleHead ? `${maxOf(l, h).toFixed(3)} (this head's max)` : "1";
     const labels = T <= 48;
     const ctx0 = canvas.getContext("2d");
@@ -577,7 +818,7 @@
     const p = document.getElementById("stream-panel");
     const S = D.stream, P = S.labels.length;
     const card = el("div", { class: "card stream" }, el("h3", { text: "the residual stream: |h| per token, along the stream" }),
-      el("div", { class: "hint", text: `The L2 norm of each token's hidden vector at each point of the stream: after the embeddings, after each ⊕ (${D.flow.norm === "post-LN" ? "post-LN: after the LayerNorm that follows it" : "pre-LN: the stream as it is added to"})${S.labels.at(-1) === "final norm" ? ", and after the final LayerNorm" : ""}. One line per token; the dashed line is their mean. Click a point's name to open that stage.` }));
+      el("div", { class: "hint", text: `The L2 norm of each token's hidden vector at each point of the stream: after the embeddings, after each ⊕ (${D.flow.norm === "post-LN" ? `post-LN: after the ${NORM_WORD} that follows it` : "pre-LN: the stream as it is added to"})${S.labels.at(-1) === "final norm" ? `, and after the final ${NORM_WORD}` : ""}. One line per token; the dashed line is their mean. Click a point's name to open that stage.` }));
     p.append(card);
     if (P === 0) { card.append(el("div", { class: "note", text: "no stream states recorded" })); return; }
     const W = 900, H = 380, m = { l: 76, r: 18, t: 12, b: 76 };
@@ -596,7 +837,10 @@
     for (let i = 0; i < P; i++) grid.append(sv("line", { x1: x(i), x2: x(i), y1: m.t, y2: H - m.b }));
     g.prepend(grid);
     g.append(sv("text", { x: 24, y: m.t + (H - m.t - m.b) / 2, transform: `rotate(-90 24 ${m.t + (H - m.t - m.b) / 2})`, "text-anchor": "middle", text: "|h|" }));
+    // Rotated 40°, a name needs ~17 units of x: with many points (a 30-layer model), name every k-th (hover a line for the rest).
+    const every = P > 1 ? Math.ceil(17 / ((W - m.l - m.r) / (P - 1))) : 1;
     S.labels.forEach((lab, i) => {
+      if (i !== P - 1 && (i % every || P - 1 - i < every)) return;
       g.append(sv("text", { class: "xl", x: x(i), y: H - m.b + 14, transform: `rotate(-40 ${x(i)} ${H - m.b + 14})`, "text-anchor": "end", text: lab, onclick: () => select(S.stages[i]) }, sv("title", { text: S.stages[i] })));
     });
     const lines = [];
@@ -669,7 +913,7 @@
       any = true;
       card.append(el("h3", { text: "probability that each token was replaced" }), ...predRows(D.replaced.map((x) => ({ name: `${x.position}:${x.token}`, prob: x.prob }))));
     }
-    if (!any) card.append(el("div", { class: "note", text: `${D.model_class} has no head: it outputs the hidden states (last_hidden_state${D.flow.after.some(([n]) => /pooler/.test(n)) ? " and the pooled [CLS] vector" : ""}), nothing to predict. A checkpoint with a head (…ForMaskedLM, GPT2LMHeadModel, …ForSequenceClassification) shows its predictions here.` }));
+    if (!any) card.append(el("div", { class: "note", text: `${D.model_class} has no head: it outputs the hidden states (last_hidden_state${D.flow.after.some(([n]) => kindOf(n) === "pool") ? " and the pooled [CLS] vector" : ""}), nothing to predict. A checkpoint with a head (…ForMaskedLM, GPT2LMHeadModel, …ForSequenceClassification) shows its predictions here.` }));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -702,7 +946,7 @@
       pick(state.layer + moves[0], state.head + moves[1]);
     });
     window.addEventListener("resize", () => { if (state.tab === "attention") { drawBig(); } });
-    const probs = D.stages.find((s) => s.layer === 0 && s.name.split(".").pop() === "probs");
+    const probs = D.stages.find((s) => s.layer === 0 && s.kind === "probs");
     const first = D.first_divergence || (probs ? probs.name : D.stages[0].name);
     if (LAYER_OF.has(first)) openLayer(LAYER_OF.get(first), true);
     else if (L) openLayer(0, true);

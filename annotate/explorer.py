@@ -10,18 +10,33 @@ What it shows, and what it is made from here (the page's script only draws):
 - the flow chart: ``flow(trace)`` sorts the stages, in forward order, into the embeddings, each
   layer's branches (what branches off the residual stream: self-attention, feed-forward) and what
   stays on the stream (each ⊕ residual add, and a LayerNorm right after one: post-LN, as BERT; a
-  LayerNorm opening a branch is pre-LN, as GPT-2), and what follows the layers;
+  LayerNorm opening a branch is pre-LN, as GPT-2), and what follows the layers. What a stage is
+  (a lookup, a LayerNorm, an add, Q/K/V, the probabilities) is its step's kind in
+  annotate/models/<model_type>.py (``kinds(trace)``), never read from its name; the page gets it
+  too (each stage's ``kind``), for the boxes' colours;
 - each stage: statistics, a histogram of its values, and ``annotate.stages.explain``'s formula
   with transformers' lines and the twin's (file, line numbers, text); under --diff, max |twin -
   transformers| and the first stage that differs;
 - every head's attention: (layers, heads, T, T) probabilities as little-endian uint16
   (round(p * 65535): a step of 1.5e-5), base64, in one block the script decodes on first use;
 - the residual stream: the norm |h| of each token's hidden state at every point of the stream;
-- the head's predictions (next tokens, [MASK] answers, labels, replaced tokens).
+- the head's predictions (next tokens, [MASK] answers, labels, replaced tokens);
+- what a modern decoder (Llama) adds, only where the trace has the stages (found by kind and
+  shape, read from the values; BERT's and GPT-2's page data carry none of it): a norm whose
+  formula says RMSNorm is labelled so; ``rope``: RoPE's angle per position and pair of dimensions,
+  atan2 of the recorded sin and cos; ``gqa``: which query heads share each key/value head (from
+  the rotated Q's and K's head counts, checked against the scores); ``gates``: per layer and token,
+  the share of a gated MLP's units whose gate silu(G) nearly closes, and histograms of silu(G), U
+  and silu(G) * U.
 
 Element contract (for tests): a stage's box has ``data-stage="<stage name>"``, a head's heatmap
 ``data-layer="L" data-head="H"``; selecting a stage fills ``#stage-panel``, whose source block has
-transformers' file with its line numbers and the twin's ``reimpl/<file>.py:<line>``.
+transformers' file with its line numbers and the twin's ``reimpl/<file>.py:<line>``. A Llama
+page adds: ``[data-rope]`` (the angles' card of a rotary stage, its canvas ``[data-rope-map]``),
+``[data-kv-group="G"]`` on the heads (and their bands) that share K/V head G, ``[data-gqa]`` (the
+legend), ``[data-gate="L"]`` (the gate's card of layer L's gated MLP stages, with
+``[data-gate-token]``, ``[data-gate-series]``, ``[data-gate-closed]`` and ``[data-gate-map]``), and
+a ``.tag[data-norm="RMSNorm"]`` on each RMSNorm's box.
 """
 
 from __future__ import annotations
@@ -32,7 +47,6 @@ import functools
 import html
 import json
 import math
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,35 +63,30 @@ CONTEXT_GAP = 3  # lines of a snippet further apart than this are shown with "�
 # The flow chart: stages sorted into the residual stream and its branches.
 
 
-def _step(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
+@functools.lru_cache(maxsize=8192)
+def _kind(model_type: str, name: str) -> str | None:
+    from annotate import models, stages
+
+    try:
+        return models.get(model_type).kind(stages.step_of(model_type, name))
+    except (LookupError, KeyError):  # no table (or no twin) for the model type
+        return None
 
 
-def is_residual(name: str) -> bool:
-    """A residual add: the twins record each one as the step ``residual``."""
-    return _step(name) == "residual"
+def kinds(trace) -> dict[str, str | None]:
+    """What each stage is: its step's kind in annotate/models/<model_type>.py (one of
+    annotate.models.KINDS: "lookup", "norm", "query", "probs", "residual", ...). The chart is sorted
+    by these, never by names. None for a stage the table lacks (tests/test_source.py checks it
+    has every stage the twins record): never a lookup, an add or a LayerNorm, a plain row."""
+    return {s.name: _kind(trace.model_type, s.name) for s in trace.stages}
 
 
-def is_norm(name: str) -> bool:
-    """A LayerNorm, by the names the twins use: LayerNorm, ln_1, ln_f, sa_layer_norm, full_layer_layer_norm."""
-    step = _step(name).lower()
-    return "layernorm" in step or "layer_norm" in step or step == "ln" or step.startswith("ln_")
-
-
-def _is_lookup(name: str) -> bool:
-    """An embedding table lookup (these run side by side, then are summed)."""
-    step = _step(name)
-    return step.endswith("_embeddings") or step in ("wte", "wpe", "token_type_embeds")
-
-
-_QKV = re.compile(r"^(query|key|value|q_lin|k_lin|v_lin|q|k|v)$")
-
-
-def _rows(names: list[str], parallel) -> list[list[str]]:
-    """Consecutive names that ``parallel`` accepts share a row (Q, K and V; the embedding lookups)."""
+def _rows(names: list[str], group) -> list[list[str]]:
+    """Consecutive names in the same ``group`` share a row (Q, K and V; the rotated Q and K; the
+    embedding lookups); ``group`` returns None for a name that stands alone."""
     rows: list[list[str]] = []
     for name in names:
-        if rows and parallel(name) and parallel(rows[-1][-1]):
+        if rows and group(name) is not None and group(name) == group(rows[-1][-1]):
             rows[-1].append(name)
         else:
             rows.append([name])
@@ -90,10 +99,12 @@ def flow(trace) -> dict[str, Any]:
     ``{"kind": "add", "stage"}`` a residual add onto it, ``{"kind": "norm", "stage"}`` a LayerNorm on
     the stream itself (post-LN); ``output`` is the layer's own output stage. ``norm``: "post-LN" (a
     LayerNorm on the stream after each add), "pre-LN" (each branch opens with one), or "none"."""
+    kind_of = kinds(trace)
     names = [s.name for s in trace.stages]
+    lookup = lambda n: "lookup" if kind_of[n] == "lookup" else None  # noqa: E731  the embedding tables, read side by side, then summed
     layered = [i for i, s in enumerate(trace.stages) if s.layer is not None]
     if not layered:
-        return {"before": _rows(names, _is_lookup), "layers": [], "after": [], "norm": "none"}
+        return {"before": _rows(names, lookup), "layers": [], "after": [], "norm": "none"}
     first, last = layered[0], layered[-1]
     layers = []
     post = pre = False
@@ -103,29 +114,29 @@ def flow(trace) -> dict[str, Any]:
         blocks: list[dict[str, Any]] = []
         branch: list[str] = []
         for i, name in enumerate(inside):
-            if is_residual(name):
+            if kind_of[name] == "residual":
                 if branch:
-                    blocks.append(_branch(branch))
-                    pre = pre or is_norm(branch[0])
+                    blocks.append(_branch(branch, kind_of))
+                    pre = pre or kind_of[branch[0]] == "norm"
                     branch = []
                 blocks.append({"kind": "add", "stage": name})
-            elif is_norm(name) and i and is_residual(inside[i - 1]) and _on_stream(trace, inside, i, output):
+            elif kind_of[name] == "norm" and i and kind_of[inside[i - 1]] == "residual" and _on_stream(trace, kind_of, inside, i, output):
                 blocks.append({"kind": "norm", "stage": name})
                 post = True
             else:
                 branch.append(name)
         if branch:  # a branch that is never added back (none of the twins has one)
-            blocks.append(_branch(branch))
+            blocks.append(_branch(branch, kind_of))
         layers.append({"layer": layer, "blocks": blocks, "output": output if output in trace.states else None})
     return {
-        "before": _rows(names[:first], _is_lookup),
+        "before": _rows(names[:first], lookup),
         "layers": layers,
         "after": [[name] for name in names[last + 1 :]],
         "norm": "post-LN" if post else "pre-LN" if pre else "none",
     }
 
 
-def _on_stream(trace, names: list[str], i: int, output: str) -> bool:
+def _on_stream(trace, kind_of: dict[str, str | None], names: list[str], i: int, output: str) -> bool:
     """Whether the LayerNorm ``names[i]``, right after a residual add, normalizes the stream itself
     (post-LN: BERT's LayerNorm(x + sublayer(x))) or only opens the next branch (pre-LN: GPT-2's
     ln_2). Read from the values, not the names: the next add is (the stream it adds to) + (its
@@ -133,7 +144,7 @@ def _on_stream(trace, names: list[str], i: int, output: str) -> bool:
     before it (pre-LN), to within the rounding of one addition. A norm after the layer's last add
     is on the stream if it is what the layer outputs."""
     norm, add = trace.states[names[i]], trace.states[names[i - 1]]
-    following = next((j for j in range(i + 1, len(names)) if is_residual(names[j])), None)
+    following = next((j for j in range(i + 1, len(names)) if kind_of[names[j]] == "residual"), None)
     if following is None:
         return output not in trace.states or torch.equal(trace.states[output], norm)
     if following == i + 1:
@@ -169,9 +180,19 @@ def labels(trace) -> dict[str, str]:
     return out
 
 
-def _branch(names: list[str]) -> dict[str, Any]:
-    title = "self-attention" if any(_step(n) == "probs" for n in names) else "feed-forward"
-    return {"kind": "branch", "title": title, "rows": _rows(names, lambda n: bool(_QKV.match(_step(n))))}
+def _branch(names: list[str], kind_of: dict[str, str | None]) -> dict[str, Any]:
+    """A branch off the stream: self-attention if it computes attention probabilities; Q, K and V
+    side by side, and the rotated Q and K (RoPE)."""
+    title = "self-attention" if any(kind_of[n] == "probs" for n in names) else "feed-forward"
+    side = {"query": "qkv", "key": "qkv", "value": "qkv", "rotary": "rotary"}
+    return {"kind": "branch", "title": title, "rows": _rows(names, lambda n: side.get(kind_of[n]))}
+
+
+def _stream_start(trace, chart: dict[str, Any]) -> str | None:
+    """What enters the first layer: the last stage before the layers that is not RoPE's cos or
+    sin (kind "rotary": a table of angles every layer's attention reads, not the stream)."""
+    before = [name for row in chart["before"] for name in row if _kind(trace.model_type, name) != "rotary"]
+    return before[-1] if before else None
 
 
 def stream(trace, chart: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +201,9 @@ def stream(trace, chart: dict[str, Any]) -> dict[str, Any]:
     head's own LayerNorm, as in BERT's masked-LM transform, is not the stream). ``norms``: per
     point, |h| of each token's vector (L2 over the hidden size)."""
     points: list[tuple[str, str]] = []  # (label, stage)
-    before = [name for row in chart["before"] for name in row]
-    if before:
-        points.append(("embeddings", before[-1]))
+    start = _stream_start(trace, chart)
+    if start:
+        points.append(("embeddings", start))
     for layer in chart["layers"]:
         blocks = layer["blocks"]
         for i, block in enumerate(blocks):
@@ -192,7 +213,7 @@ def stream(trace, chart: dict[str, Any]) -> dict[str, Any]:
             points.append((f"layer {layer['layer']} · {'attn' if title == 'self-attention' else 'ffn'}", block["stage"]))
         if points and layer["output"]:
             points[-1] = (f"layer {layer['layer']}", layer["output"])  # the layer's output: the same values as its last add
-    if chart["after"] and is_norm(chart["after"][0][0]):  # right after the layers: a norm of the stream itself (ln_f)
+    if chart["after"] and _kind(trace.model_type, chart["after"][0][0]) == "norm":  # right after the layers: a norm of the stream itself (ln_f)
         points.append(("final norm", chart["after"][0][0]))
     T = len(trace.tokens)
     kept = [(label, name) for label, name in points if tuple(trace.states[name].shape[:2]) == (1, T) and trace.states[name].dim() == 3]
@@ -209,8 +230,8 @@ def layer_rows(trace, chart: dict[str, Any]) -> list[dict[str, Any]]:
     ``change``, the mean over tokens of |h_out - h_in| / |h_in|; ``diff``, the largest max
     |twin - transformers| of its stages (None without --diff). As the terminal's one-line-per-layer
     view (Trace.layer_summary), in fp32: the page shows 4 digits."""
-    before = [name for row in chart["before"] for name in row]
-    h = trace.states[before[-1]][0] if before else None  # (T, C): what enters layer 0
+    start = _stream_start(trace, chart)
+    h = trace.states[start][0] if start else None  # (T, C): what enters layer 0
     rows = []
     for layer in chart["layers"]:
         out = trace.states.get(layer["output"]) if layer["output"] else None
@@ -252,6 +273,136 @@ def attention_blob(trace) -> str:
     q = torch.round(probs.float().clamp(0, 1) * 65535).to(torch.int32)  # (L, nh, T, T), 0..65535
     raw = q.numpy().astype("<u2").tobytes()
     return base64.b64encode(raw).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a modern decoder (Llama) adds: rotary positions, grouped-query attention, a gated MLP.
+# Each is found by its stages' kinds and shapes and read from their values, never from a model's
+# name; a trace without them (BERT, GPT-2) gets none of these keys, and its page is as before.
+
+GATE_CLOSED = 0.05  # |silu(G)| below this: the gate lets (almost) nothing of U through
+GATE_BINS = 32
+
+
+def rope(trace) -> dict[str, Any] | None:
+    """RoPE's angles as the model used them: the recorded cos and sin before the layers (two
+    stages of kind "rotary", (1, T, d)), angle = atan2(sin, cos) mod 2π, (T, d/2): one per
+    position and pair of dimensions (i, i + d/2), which rotate_half turns together (both halves
+    of cos and sin hold the same angles; if they do not, every dimension is its own column).
+    ``freq``: each pair's turn per position (the angle of position 1 minus position 0), i.e.
+    theta^(-2i/d); ``theta``: the base that gives (freq_0 / freq_1)^(d/2); ``scale``: |(cos, sin)|
+    (1 but for a rope type that scales them). None without such stages."""
+    T = len(trace.tokens)
+    tables = [s.name for s in trace.stages if s.layer is None and _kind(trace.model_type, s.name) == "rotary"
+              and trace.states[s.name].dim() == 3 and tuple(trace.states[s.name].shape[:2]) == (1, T)]
+    if len(tables) != 2 or trace.states[tables[0]].shape != trace.states[tables[1]].shape:
+        return None
+    first, second = (trace.states[n][0].double() for n in tables)
+    # sin(0) = 0: the table that is zero at position 0 is the sine (else forward order: cos, then sin)
+    cos, sin = (tables[1], tables[0]) if not first[0].any() and second[0].any() else tables
+    c, s = trace.states[cos][0].double(), trace.states[sin][0].double()
+    d = c.shape[-1]
+    paired = d % 2 == 0 and torch.equal(c[:, : d // 2], c[:, d // 2 :]) and torch.equal(s[:, : d // 2], s[:, d // 2 :])
+    n = d // 2 if paired else d
+    angles = torch.atan2(s[:, :n], c[:, :n]).remainder(2 * math.pi)  # (T, n), in [0, 2π)
+    freq = theta = None
+    if T > 1:
+        step = (angles[1] - angles[0] + math.pi).remainder(2 * math.pi) - math.pi  # in [-π, π): a pair turns less than π per token
+        freq = [float(f"{v:.6g}") for v in step.tolist()]
+        if paired and n > 1 and step[0] > 0 and step[1] > 0:
+            theta = _round(((step[0] / step[1]) ** (d / 2)).item())
+    return {
+        "cos": cos,
+        "sin": sin,
+        "dims": d,
+        "paired": paired,
+        "angles": [[_round(v) for v in row] for row in angles.tolist()],
+        "freq": freq,
+        "theta": theta,
+        "scale": _round(torch.hypot(c[0, 0], s[0, 0]).item()),
+    }
+
+
+def gqa(trace) -> dict[str, Any] | None:
+    """Grouped-query attention: the rotated Q and K of the first layer (kind "rotary", (1, heads,
+    T, d_k)) have nh and nkv < nh heads; query head h reads K/V head ``kv_of[h]`` (repeat_kv's
+    order, h // (nh / nkv)). ``checked``: that order was read from the values too: each query
+    head's scores are its Q times exactly one K head's (cosine similarity 1 to within rounding).
+    None when every query head has its own K and V (or no rotated Q and K were recorded)."""
+    layered = [s.layer for s in trace.stages if s.layer is not None]
+    if not layered:
+        return None
+    layer = min(layered)
+    inside = [s.name for s in trace.stages if s.layer == layer]
+    rot = [n for n in inside if _kind(trace.model_type, n) == "rotary" and trace.states[n].dim() == 4]
+    if len(rot) != 2:
+        return None
+    q, k = sorted(rot, key=lambda n: -trace.states[n].shape[1])  # the query has more heads (stable: forward order)
+    nh, nkv = trace.states[q].shape[1], trace.states[k].shape[1]
+    if not nkv or nkv >= nh or nh % nkv or nh != trace.num_heads:
+        return None
+    kv_of = [h // (nh // nkv) for h in range(nh)]
+    checked = False
+    scores = next((n for n in inside if _kind(trace.model_type, n) == "scores" and trace.states[n].dim() == 4 and trace.states[n].shape[1] == nh), None)
+    if scores is not None:
+        Q, K, S = trace.states[q][0].double(), trace.states[k][0].double(), trace.states[scores][0].double()
+        if K.shape[1] == S.shape[-1] and Q.shape[1] == S.shape[-2]:
+            found, best = [], []
+            for h in range(nh):
+                products = Q[h] @ K.transpose(-1, -2)  # (nkv, T, T): query head h against every K head
+                ok = torch.isfinite(S[h])
+                a = S[h][ok]
+                sims = [torch.nn.functional.cosine_similarity(a, p[ok], dim=0).item() if a.numel() else 0.0 for p in products]
+                found.append(max(range(nkv), key=lambda g: sims[g]))
+                best.append(max(sims))
+            if min(best) > 1 - 1e-6:
+                kv_of, checked = found, True
+    return {"layer": layer, "query": q, "key": k, "heads": nh, "kv_heads": nkv, "kv_of": kv_of, "checked": checked}
+
+
+def _counts(x: torch.Tensor, lo: float, hi: float, bins: int) -> list[list[int]]:
+    """Per row of ``x`` (T, F), the counts of its finite values in ``bins`` equal bins from lo to hi."""
+    x = x.float()
+    ok = torch.isfinite(x)
+    idx = ((x.nan_to_num(lo) - lo) / ((hi - lo) or 1) * bins).floor().clamp(0, bins - 1).long()
+    counts = torch.zeros(x.shape[0], bins).scatter_add_(1, idx, ok.float())
+    return [[int(c) for c in row] for row in counts.tolist()]
+
+
+def gates(trace, chart: dict[str, Any]) -> dict[str, Any] | None:
+    """A gated MLP (SwiGLU) in each layer's feed-forward branch: an activation A (kind
+    "activation"; silu(G) of the stage G before it), then U of A's shape, then A * U, found by its
+    values (equal to A * U as computed). Per layer and token: ``closed``, the share of the inner
+    units whose gate nearly closes (|A| < GATE_CLOSED), and histograms of A, U and A * U over the
+    layer's range of each. None without such a branch (GPT-2's GELU MLP, BERT's)."""
+    layers = []
+    for layer in chart["layers"]:
+        for block in layer["blocks"]:
+            if block["kind"] != "branch":
+                continue
+            names = [n for row in block["rows"] for n in row]
+            for i, name in enumerate(names):
+                if _kind(trace.model_type, name) != "activation" or i + 2 >= len(names):
+                    continue
+                a, u, p = (trace.states[n] for n in names[i : i + 3])
+                if not (a.shape == u.shape == p.shape) or a.dim() < 2:
+                    continue
+                product = a * u
+                if not (torch.equal(product, p) or torch.allclose(product.double(), p.double(), rtol=1e-5, atol=1e-6)):
+                    continue
+                g = names[i - 1] if i and trace.states[names[i - 1]].shape == a.shape else None
+                entry = {"layer": layer["layer"], "gate": g, "act": name, "up": names[i + 1], "product": names[i + 2],
+                         "units": a.shape[-1], "range": {}, "hist": {}}
+                flat = {key: x.reshape(-1, x.shape[-1]) for key, x in (("act", a), ("up", u), ("product", p))}  # (T, F)
+                for key, x in flat.items():
+                    finite = x[torch.isfinite(x)]
+                    lo, hi = (finite.min().item(), finite.max().item()) if finite.numel() else (0.0, 0.0)
+                    entry["range"][key] = [_round(lo), _round(hi)]
+                    entry["hist"][key] = _counts(x, lo, hi, GATE_BINS)
+                entry["closed"] = [_round(v) for v in (flat["act"].abs() < GATE_CLOSED).float().mean(-1).tolist()]
+                layers.append(entry)
+                break
+    return {"threshold": GATE_CLOSED, "bins": GATE_BINS, "layers": layers} if layers else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,6 +529,7 @@ def _data(trace) -> dict[str, Any]:
     from annotate import source
 
     chart = flow(trace)
+    kind_of = kinds(trace)
     table, index = explanations(trace)
     diffs = {s.name: s.max_abs_diff for s in trace.stages}
     plain = trace.to_dict()
@@ -385,7 +537,7 @@ def _data(trace) -> dict[str, Any]:
         version = source.transformers_version()
     except UserError:
         version = None
-    return {
+    out = {
         "model": trace.model,
         "model_class": trace.model_class,
         "model_type": trace.model_type,
@@ -410,6 +562,7 @@ def _data(trace) -> dict[str, Any]:
                 "diff": diffs[s.name],
                 "hist": histogram(trace.states[s.name], s.stats["min"], s.stats["max"]),
                 "explain": i,
+                "kind": kind_of[s.name],
             }
             for s, i in zip(trace.stages, index)
         ],
@@ -423,6 +576,11 @@ def _data(trace) -> dict[str, Any]:
         "labels": plain.get("labels"),
         "replaced": plain.get("replaced"),
     }
+    # What a modern decoder adds, only where the trace has it (BERT's and GPT-2's data are as before).
+    for key, value in (("rope", rope(trace)), ("gqa", gqa(trace)), ("gates", gates(trace, chart))):
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _asset(name: str) -> str:

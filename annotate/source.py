@@ -261,6 +261,17 @@ def _suggest(name: str) -> list[str]:
     return [lower[c] for c in close]
 
 
+def _examples() -> list[str]:
+    """Names to try: the first classes readers meet (a method of the second), a shared piece, and
+    the first architecture's attention probabilities as a stage."""
+    from annotate import stages
+
+    first, second = (call_path() + ["", ""])[:2]
+    probs = next((r.pattern for r in stages.recorded(default_model())
+                  if models.get(default_model()).kind(stages.step_of(default_model(), ".".join(r.pattern).replace("*", "0"))) == "probs"), ())
+    return [n for n in (first, f"{second}.forward" if second else "", "eager_mask", "Conv1D", ".".join(p.replace("*", "0") for p in probs)) if n]
+
+
 def _looks_like_a_stage(name: str) -> bool:
     """encoder.layer.0.attention.self.probs, pooler.dense: dotted lower-case paths, or paths with a layer number."""
     parts = name.split(".")
@@ -300,8 +311,7 @@ def find(name: str, model: str | None = None):
         suggestions = stage_names or code_names
     else:
         suggestions, note = code_names or stage_names, "" if code_names else note
-    hint = (f"; did you mean: {', '.join(suggestions)}{note}" if suggestions
-            else "; try e.g. BertSelfAttention, GPT2Attention.forward, eager_mask, Conv1D, encoder.layer.0.attention.self.probs")
+    hint = f"; did you mean: {', '.join(suggestions)}{note}" if suggestions else f"; try e.g. {', '.join(_examples())}"
     raise UserError(f"unknown name {name!r}{where}{hint}")
 
 

@@ -24,6 +24,7 @@ import torch
 from annotate import align, models, stats
 from annotate.errors import UserError
 from reimpl import loading, registry
+from reimpl.architecture import Architecture
 from reimpl.states import recording
 
 @dataclasses.dataclass
@@ -151,7 +152,10 @@ class Trace:
     def layer_summary(self) -> list[LayerSummary]:
         """The embeddings, then one LayerSummary per layer (see LayerSummary)."""
         first = next(i for i, s in enumerate(self.stages) if s.layer is not None)
-        h = self.states[self.stages[first - 1].name][0]  # (T, C): what enters layer 0
+        width = self.states[f"{self.layers_path}.0"].shape if f"{self.layers_path}.0" in self.states else None
+        # What enters layer 0: the last stage before it of the stream's shape (not RoPE's cos and sin)
+        entering = [s for s in self.stages[:first] if width is None or self.states[s.name].shape == width]
+        h = self.states[(entering or self.stages[:first])[-1].name][0]  # (T, C)
         embeddings = [s for s in self.stages[:first]]
         out = [LayerSummary(None, h.double().norm(dim=-1).mean().item(), None, [], _max_diff(embeddings, self.diffed))]
         for layer in range(self.num_layers):
@@ -382,7 +386,9 @@ def _status(message: str, progress: bool):
 
 
 def load(model: str):
-    """(folder, twin) for a hub id, local directory or packaged model."""
+    """(folder, twin) for a hub id, local directory or packaged model. The name is resolved here,
+    once; the folder is what the tokenizer, the comparison and the gradients read after that
+    (from_pretrained takes a folder as it is)."""
     folder = loading.resolve(model)
     return folder, registry.from_pretrained(folder)
 
@@ -427,13 +433,25 @@ def trace(
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {top_k}")
     with _status(f"loading {model}", progress):
-        folder, twin = load(model)
+        folder, twin = load(model)  # the name resolved once: everything after reads the folder
         tokenizer = Tokenizer(folder)
-    arch = registry.architecture_of(twin)
-    config = twin.config
-    head = models.head_of(twin)
-    layers_path = f"{twin.base_model_prefix}.{arch.layers}" if head else arch.layers
+    arch, head = registry.architecture_of(twin), models.head_of(twin)
+    ids, tokens, type_ids = _encode(tokenizer, text, model, arch, twin.config)
+    inputs = _inputs(ids, type_ids, arch)
+    out, states = _run(twin, inputs, head)
+    comparison = None
+    if diff:  # annotate/compare.py: max |a - b| per stage, and a verdict on each difference
+        comparison = _compare(model, folder, twin, arch, head, inputs, states, out, progress,
+                              against=against, dtype=dtype, device=device, other=other)
+    result = _result(model, text, folder, twin, arch, head, tokenizer, ids, tokens, states, comparison)
+    _predictions(result, twin, out, ids, top_k, tokenizer, folder)
+    if grad:
+        _gradients(result, twin, inputs, tokenizer, diff=diff, target=target, label=label, progress=progress)
+    return result
 
+
+def _encode(tokenizer: Tokenizer, text: str, model: str, arch: Architecture, config) -> tuple[list[int], list[str], list[int]]:
+    """The text's ids, token strings and token type ids; refused where the model can't take them."""
     ids, tokens, type_ids = tokenizer.encode(text)
     limit = config.max_position_embeddings
     if not ids:
@@ -442,50 +460,67 @@ def trace(
         raise UserError(f"the text is {len(ids)} tokens long; {model} takes at most {limit} positions")
     if max(ids) >= config.vocab_size:
         raise UserError(f"the tokenizer gave id {max(ids)}, but the model's vocabulary has {config.vocab_size} entries")
+    return ids, tokens, type_ids
 
+
+def _inputs(ids: list[int], type_ids: list[int], arch: Architecture) -> dict[str, torch.Tensor]:
+    """The twin's keyword arguments for one text, as a tokenizer returns them."""
     input_ids = torch.tensor([ids])  # (1, T)
     inputs = dict(input_ids=input_ids)
     if not arch.causal:  # an encoder is called with its mask, as a tokenizer returns it
         inputs["attention_mask"] = torch.ones_like(input_ids)
     if arch.token_types:
         inputs["token_type_ids"] = torch.tensor([type_ids])
+    return inputs
 
+
+def _run(twin, inputs: dict[str, torch.Tensor], head) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The twin, once, under recording(): its output, and every recorded state in forward order."""
     with torch.inference_mode(), recording() as states:
         out = twin(**inputs)
         if not head:
             states["last_hidden_state"] = out.last_hidden_state  # the model's output: the last stage
-    states = dict(states)
+    return out, dict(states)
 
-    diffs: dict[str, float | None] = {}
-    verdicts: dict[str, str | None] = {}
-    logits_diff = comparison = None
-    if diff:  # annotate/compare.py: max |a - b| per stage, and a verdict on each difference
-        from annotate import compare
 
-        keep = align.keep_mask(input_ids, None, arch.causal)  # one text: no padding
-        if other is not None:  # annotate diff: the twin of a second checkpoint
-            with _status(f"loading {other}", progress):
-                other_twin = load(other)[1]
-            comparison = compare.against_checkpoint(
-                twin, other_twin, inputs, states, out, label_a=f"{model} (twin, fp32)", label=f"{other} (twin, fp32)", keep=keep
+def _compare(model: str, folder: Path, twin, arch: Architecture, head, inputs, states, out, progress: bool, *,
+             against: str, dtype: str, device: str, other: str | None):
+    """annotate/compare.py's Comparison of the twin's run with transformers' model of ``folder``
+    (``against``, ``dtype``, ``device``), or with the twin of a second checkpoint (``other``)."""
+    from annotate import compare
+
+    keep = align.keep_mask(inputs["input_ids"], None, arch.causal)  # one text: no padding
+    if other is not None:  # annotate diff: the twin of a second checkpoint
+        with _status(f"loading {other}", progress):
+            other_twin = load(other)[1]
+        comparison = compare.against_checkpoint(
+            twin, other_twin, inputs, states, out, label_a=f"{model} (twin, fp32)", label=f"{other} (twin, fp32)", keep=keep
+        )
+    else:
+        with _status(f"running transformers ({against}, {dtype}) for --diff", progress):
+            comparison = compare.against_transformers(
+                folder, twin, inputs, states, out, against=against, dtype=dtype, device=device, causal=arch.causal, keep=keep
             )
-        else:
-            with _status(f"running transformers ({against}, {dtype}) for --diff", progress):
-                comparison = compare.against_transformers(
-                    folder, twin, inputs, states, out, against=against, dtype=dtype, device=device, causal=arch.causal, keep=keep
-                )
-        diffs, verdicts, logits_diff = comparison.diffs, comparison.verdicts, comparison.logits_diff
-        if head:  # the head's outputs are compared as such (logits_diff), not as a stage
-            diffs.pop(head.stage, None)
+    if head:  # the head's outputs are compared as such (logits_diff), not as a stage
+        comparison.diffs.pop(head.stage, None)
+    return comparison
 
+
+def _result(model: str, text: str, folder: Path, twin, arch: Architecture, head, tokenizer: Tokenizer, ids: list[int],
+            tokens: list[str], states: dict[str, torch.Tensor], comparison) -> Trace:
+    """The Trace of one run: every state but the head's logits as a Stage, with its difference under --diff."""
+    config = twin.config
+    layers_path = f"{twin.base_model_prefix}.{arch.layers}" if head else arch.layers
+    diffs = comparison.diffs if comparison is not None else {}
+    verdicts = comparison.verdicts if comparison is not None else {}
     logits_stage = head.stage if head else None
     stages = [
-        Stage(name, _layer(name, layers_path), tuple(x.shape), stats.summary(x), diffs.get(name) if diff else None, verdicts.get(name))
+        Stage(name, _layer(name, layers_path), tuple(x.shape), stats.summary(x), diffs.get(name), verdicts.get(name))
         for name, x in states.items()
         if name != logits_stage
     ]
     unk = tokenizer.unknown_token()
-    result = Trace(
+    return Trace(
         model=model,
         text=text,
         model_type=arch.model_type,
@@ -503,24 +538,26 @@ def trace(
         layers_path=layers_path,
         attention_path=arch.attention,
         causal=arch.causal,
-        logits_max_abs_diff=logits_diff,
-        diffed=diff,
+        logits_max_abs_diff=comparison.logits_diff if comparison is not None else None,
+        diffed=comparison is not None,
         comparison=comparison,
     )
-    _predictions(result, twin, out, ids, top_k, tokenizer, folder)
-    if grad:
-        from annotate import gradients
 
-        with _status("backpropagating the loss" + (" (twin and transformers)" if diff else ""), progress):
-            found = gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
-        result.loss, result.grads = found.loss, found.grads
-        result.param_grad_max_abs_diff, result.param_grads_compared = found.param_grad_max_abs_diff, found.param_grads_compared
-        for stage in result.stages:
-            if stage.name in found.grads:
-                stage.grad_stats = stats.summary(found.grads[stage.name])
-            if found.grad_diffs is not None:
-                stage.grad_max_abs_diff = found.grad_diffs.get(stage.name)
-    return result
+
+def _gradients(result: Trace, twin, inputs, tokenizer: Tokenizer, *, diff: bool, target: str | None,
+               label: str | None, progress: bool) -> None:
+    """--grad: the head's loss backpropagated (annotate/gradients.py), each stage given its gradient's statistics."""
+    from annotate import gradients
+
+    with _status("backpropagating the loss" + (" (twin and transformers)" if diff else ""), progress):
+        found = gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
+    result.loss, result.grads = found.loss, found.grads
+    result.param_grad_max_abs_diff, result.param_grads_compared = found.param_grad_max_abs_diff, found.param_grads_compared
+    for stage in result.stages:
+        if stage.name in found.grads:
+            stage.grad_stats = stats.summary(found.grads[stage.name])
+        if found.grad_diffs is not None:
+            stage.grad_max_abs_diff = found.grad_diffs.get(stage.name)
 
 
 def _layer(name: str, layers_path: str) -> int | None:

@@ -344,7 +344,6 @@ class AlbertPreTrainedModel(BertPreTrainedModel):
     base_class = AlbertModel
     base_model_prefix = "albert"
 
-
 class AlbertForMaskedLM(AlbertPreTrainedModel):
     """Twin of AlbertForMaskedLM: AlbertModel without its pooler, then the masked-LM head (predictions)."""
 
@@ -399,7 +398,6 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
 
 class AlbertForSequenceClassification(AlbertPreTrainedModel):
     """Twin of AlbertForSequenceClassification: the pooled [CLS] vector through one linear layer, a score per label."""
-
 
     def __init__(self, config: AlbertConfig):
         super().__init__()

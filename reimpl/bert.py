@@ -390,7 +390,6 @@ class BertForMaskedLM(BertPreTrainedModel):
 class BertForSequenceClassification(BertPreTrainedModel):
     """Twin of BertForSequenceClassification: the pooled [CLS] vector through one linear layer, a score per label."""
 
-
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
@@ -442,7 +441,6 @@ class BertForPreTraining(BertPreTrainedModel):
 
 class BertForNextSentencePrediction(BertPreTrainedModel):
     """Twin of BertForNextSentencePrediction: does segment B follow segment A? (cls.seq_relationship on the pooler)."""
-
 
     def __init__(self, config: BertConfig):
         super().__init__()

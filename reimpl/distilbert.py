@@ -288,7 +288,6 @@ class DistilBertPreTrainedModel(BertPreTrainedModel):
     base_class = DistilBertModel
     base_model_prefix = "distilbert"
 
-
 class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     """Twin of DistilBertForMaskedLM: BERT's masked-LM head, flattened into the model under its own
     names: vocab_transform, the activation, vocab_layer_norm, then vocab_projector, whose weight
@@ -325,7 +324,6 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
 class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
     """Twin of DistilBertForSequenceClassification: the first token's ([CLS]) final hidden state
     through pre_classifier and a ReLU (where BERT has its pooler's dense and tanh), then classifier."""
-
 
     def __init__(self, config: DistilBertConfig):
         super().__init__()

@@ -231,10 +231,8 @@ class ElectraPreTrainedModel(BertPreTrainedModel):
     base_class = ElectraModel
     base_model_prefix = "electra"
 
-
 class ElectraForPreTraining(ElectraPreTrainedModel):
     """Twin of ElectraForPreTraining: the discriminator. For each token, was it replaced by the generator?"""
-
 
     def __init__(self, config: ElectraConfig):
         super().__init__()
@@ -277,7 +275,6 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
 
 class ElectraForSequenceClassification(ElectraPreTrainedModel):
     """Twin of ElectraForSequenceClassification: ElectraClassificationHead on the first token, a score per label."""
-
 
     def __init__(self, config: ElectraConfig):
         super().__init__()

@@ -189,17 +189,6 @@ class GPT2Attention(nn.Module):
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
 
-    def alpha(self) -> float:
-        """The scale inside _upcast_and_reordered_attn's baddbmm, in the installed version's floats."""
-        if not versions.V4:
-            return self.scaling
-        alpha = 1.0  # transformers 4.57: scale_factor = 1.0, then /= sqrt(hs), then /= layer + 1
-        if self.scale_attn_weights:
-            alpha /= float(self.head_dim) ** 0.5
-        if self.scale_attn_by_inverse_layer_idx:
-            alpha /= float(self.layer_idx + 1)
-        return alpha
-
     @classmethod
     def from_hf(cls, module: nn.Module) -> "GPT2Attention":
         """The twin of a live transformers GPT2Attention: its config, layer index and a copy of its weights."""
@@ -225,36 +214,18 @@ class GPT2Attention(nn.Module):
             # default call (use_cache=True) always goes through its cache, so this is the line that
             # makes the twin match it; without a cache the twin matches use_cache=False.
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs), contiguous
-        S = k.shape[2]
         record(self, "query", q)
         record(self, "key", k)
         record(self, "value", v)
         if self.reorder_and_upcast_attn:
-            # HF's _upcast_and_reordered_attn (from Megatron-LM): fp32, heads flattened into the
-            # batch, the scale applied inside the product (baddbmm's alpha) rather than after it.
-            # Mirrored op for op: its rounding differs from the matmul-then-scale below.
-            empty = torch.empty(B * nh, T, S, dtype=torch.float32, device=q.device)  # beta=0: its contents are ignored
-            q_flat = q.reshape(-1, T, hs).float()  # (B*nh, T, hs)
-            k_flat = k.transpose(-1, -2).reshape(-1, hs, S).float()  # (B*nh, hs, S)
-            scores = torch.baddbmm(empty, q_flat, k_flat, beta=0, alpha=self.alpha())  # (B*nh, T, S)
-            scores = scores.reshape(B, nh, T, S)  # (B, nh, T, S)
+            scores = self._upcast_and_reordered_attn(q, k)  # (B, nh, T, S), fp32: the scale inside the product
         elif versions.V4:
-            # transformers 4.57 divides by a 0-d tensor of sqrt(hs), then by layer + 1: two roundings.
-            # 5.x multiplies once by hs**-0.5 / (layer + 1); equal only when sqrt(hs) is a power of 2.
-            scores = torch.matmul(q, k.transpose(-1, -2))  # (B, nh, T, S)
-            if self.scale_attn_weights:
-                scores = scores / torch.full([], hs**0.5, dtype=scores.dtype, device=scores.device)
-            if self.scale_attn_by_inverse_layer_idx:
-                scores = scores / float(self.layer_idx + 1)
+            scores = self._scores_4_57(q, k)  # (B, nh, T, S): divided, not multiplied
         else:
             scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling  # (B, nh, T, S)
         record(self, "scores", scores)
         if versions.V4:
-            # transformers 4.57 first masks the future from its attn.bias buffer (a lower triangle),
-            # then adds the mask, which masks it again: finfo.min + finfo.min = -inf there. Only rows
-            # that see no key at all (queries on left padding) then come out differently from 5.x's.
-            future = torch.ones(T, S, dtype=torch.bool, device=scores.device).tril(S - T).logical_not()  # (T, S)
-            scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)  # (B, nh, T, S)
+            scores = self._mask_future_4_57(scores)  # (B, nh, T, S): the future -> finfo.min, before the mask
         if attention_mask is not None:
             scores = scores + attention_mask  # (B, nh, T, S): the future and padding -> ~-inf
         probs = torch.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
@@ -269,6 +240,52 @@ class GPT2Attention(nn.Module):
         record(self, "c_proj", output)
         output = self.resid_dropout(output)  # (B, T, C); training only
         return output, probs
+
+    # The scores' other paths: reorder_and_upcast_attn, and transformers 4.57's eager attention.
+
+    def _upcast_and_reordered_attn(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The scores of HF's _upcast_and_reordered_attn (``reorder_and_upcast_attn``, from Megatron-LM):
+        fp32, heads flattened into the batch, the scale applied inside the product (baddbmm's alpha)
+        rather than after it. Mirrored op for op: its rounding differs from forward's matmul-then-scale.
+        HF's method goes on with the mask, softmax, dropout and P V: the same ops as eager attention's,
+        which forward does for both paths (recording the scores before them)."""
+        B, nh, T, hs = q.shape
+        S = k.shape[2]
+        empty = torch.empty(B * nh, T, S, dtype=torch.float32, device=q.device)  # beta=0: its contents are ignored
+        q_flat = q.reshape(-1, T, hs).float()  # (B*nh, T, hs)
+        k_flat = k.transpose(-1, -2).reshape(-1, hs, S).float()  # (B*nh, hs, S)
+        scores = torch.baddbmm(empty, q_flat, k_flat, beta=0, alpha=self.alpha())  # (B*nh, T, S)
+        return scores.reshape(B, nh, T, S)  # (B, nh, T, S)
+
+    def alpha(self) -> float:
+        """The scale inside _upcast_and_reordered_attn's baddbmm, in the installed version's floats."""
+        if not versions.V4:
+            return self.scaling
+        alpha = 1.0  # transformers 4.57: scale_factor = 1.0, then /= sqrt(hs), then /= layer + 1
+        if self.scale_attn_weights:
+            alpha /= float(self.head_dim) ** 0.5
+        if self.scale_attn_by_inverse_layer_idx:
+            alpha /= float(self.layer_idx + 1)
+        return alpha
+
+    def _scores_4_57(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The scores as transformers 4.57's eager_attention_forward computes them: it divides by a 0-d
+        tensor of sqrt(hs), then by layer + 1, two roundings. 5.x multiplies once by hs**-0.5 / (layer + 1);
+        equal only when sqrt(hs) is a power of 2."""
+        scores = torch.matmul(q, k.transpose(-1, -2))  # (B, nh, T, S)
+        if self.scale_attn_weights:
+            scores = scores / torch.full([], self.head_dim**0.5, dtype=scores.dtype, device=scores.device)
+        if self.scale_attn_by_inverse_layer_idx:
+            scores = scores / float(self.layer_idx + 1)
+        return scores  # (B, nh, T, S)
+
+    def _mask_future_4_57(self, scores: torch.Tensor) -> torch.Tensor:
+        """transformers 4.57 first masks the future from its attn.bias buffer (a lower triangle), then
+        adds the mask, which masks it again: finfo.min + finfo.min = -inf there. Only rows that see no
+        key at all (queries on left padding) then come out differently from 5.x's."""
+        T, S = scores.shape[-2:]
+        future = torch.ones(T, S, dtype=torch.bool, device=scores.device).tril(S - T).logical_not()  # (T, S)
+        return scores.masked_fill(future, torch.finfo(scores.dtype).min)  # (B, nh, T, S)
 
 
 class GPT2MLP(nn.Module):
@@ -467,7 +484,6 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     """Twin of GPT2ForSequenceClassification: a score per label at every position, read at each
     row's last token that is not ``pad_token_id`` (the only one that has seen the whole text)."""
-
 
     def __init__(self, config: GPT2Config):
         super().__init__()

@@ -136,7 +136,6 @@ class RobertaModel(BertModel):
     layer_class = RobertaLayer
     base_model_prefix = "roberta"
 
-
 # ---------------------------------------------------------------------------------------------
 # Heads: what the model predicts.
 
@@ -203,7 +202,6 @@ class RobertaPreTrainedModel(BertPreTrainedModel):
 
     base_class = RobertaModel
     base_model_prefix = "roberta"
-
 
 class RobertaForMaskedLM(RobertaPreTrainedModel):
     """Twin of RobertaForMaskedLM: RobertaModel without its pooler, then lm_head (RobertaLMHead)."""

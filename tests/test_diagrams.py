@@ -117,6 +117,27 @@ def test_the_shapes_shown_are_the_traces(name, traces, tmp_path):
     assert len(drawn) == len([box for box in chart.boxes if box.stage is not None]) - 2  # BERT: input_ids, last_hidden_state; GPT-2: input_ids, lm_head
 
 
+@pytest.mark.parametrize("name", sorted(diagrams.CHARTS))
+def test_the_boxes_are_what_their_steps_are(name, traces):
+    """A box drawn as a LayerNorm shows a step of kind "norm" in annotate/models/<model_type>.py, a
+    "+" one of kind "residual", and every box of such a step is drawn so; the heads are read from the
+    query's box, the feed-forward's width from a feed-forward box (annotate.diagrams._facts)."""
+    from annotate import models, stages
+
+    chart, trace = diagrams.CHARTS[name], traces[name]
+    kinds = {
+        box.id: models.get(trace.model_type).kind(stages.step_of(trace.model_type, box.stage.format(layer=0)))
+        for box in chart.boxes
+        if box.stage is not None and box.stage != diagrams.INPUT_IDS
+    }
+    assert None not in kinds.values(), kinds
+    drawn = {box.id: box.kind for box in chart.boxes}
+    for id, kind in kinds.items():
+        assert (drawn[id] == "norm") == (kind == "norm"), (name, id, kind)
+        assert (drawn[id] == "add") == (kind == "residual"), (name, id, kind)
+    assert kinds["qkv"] == "query" and kinds["probs"] == "probs" and kinds["up"] in ("mlp", "activation")
+
+
 def test_post_ln_normalises_the_stream_pre_ln_does_not(traces):
     for name, normalised in (("bert", True), ("gpt2", False)):
         text = diagrams.flowchart(name, traces[name])

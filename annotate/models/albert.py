@@ -91,7 +91,7 @@ STEPS = {
     "predictions.dense": step("head", "X_L W_t + b_t: C -> E", at("AlbertMLMHead.forward", "hidden_states = self.dense(hidden_states)")),
     "predictions.activation": step("head", "GELU_tanh(X_L W_t + b_t)", at("AlbertMLMHead.forward", "hidden_states = self.activation(hidden_states)")),
     "predictions.LayerNorm": step(
-        "head", "H_t = LayerNorm(GELU_tanh(X_L W_t + b_t)), E wide", at("AlbertMLMHead.forward", "hidden_states = self.LayerNorm(hidden_states)")
+        "norm", "H_t = LayerNorm(GELU_tanh(X_L W_t + b_t)), E wide", at("AlbertMLMHead.forward", "hidden_states = self.LayerNorm(hidden_states)")
     ),
     "predictions.decoder": step(
         "head", "logits = H_t W_tok^T + b (W_tok: the word embeddings, E wide)",

@@ -65,7 +65,7 @@ STEPS = {
         "head", "GELU(X_L W_t + b_t)", at("BertPredictionHeadTransform.forward", "hidden_states = self.transform_act_fn(hidden_states)")
     ),
     "cls.predictions.transform.LayerNorm": step(
-        "head", "H_t = LayerNorm(GELU(X_L W_t + b_t))", at("BertPredictionHeadTransform.forward", "hidden_states = self.LayerNorm(hidden_states)")
+        "norm", "H_t = LayerNorm(GELU(X_L W_t + b_t))", at("BertPredictionHeadTransform.forward", "hidden_states = self.LayerNorm(hidden_states)")
     ),
     "cls.predictions.decoder": step(
         "head", "logits = H_t W_tok^T + b (W_tok: the word embeddings)", at("BertLMPredictionHead.forward", "hidden_states = self.decoder(hidden_states)")

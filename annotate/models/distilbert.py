@@ -76,7 +76,7 @@ STEPS = {
     ),
     "activation": step("head", "GELU(X_L W_t + b_t)", at("DistilBertForMaskedLM.forward", "prediction_logits = self.activation(prediction_logits)")),
     "vocab_layer_norm": step(
-        "head", "H_t = LayerNorm(GELU(X_L W_t + b_t))",
+        "norm", "H_t = LayerNorm(GELU(X_L W_t + b_t))",
         at("DistilBertForMaskedLM.forward", "prediction_logits = self.vocab_layer_norm(prediction_logits)"),
     ),
     "vocab_projector": step(

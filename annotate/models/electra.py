@@ -39,7 +39,7 @@ STEPS = {
         at("ElectraGeneratorPredictions.forward", "hidden_states = self.activation(hidden_states)"),
     ),
     "generator_predictions.LayerNorm": step(
-        "head", "H_g = LayerNorm(GELU(H W_g + b_g)), width E",
+        "norm", "H_g = LayerNorm(GELU(H W_g + b_g)), width E",
         at("ElectraGeneratorPredictions.forward", "hidden_states = self.LayerNorm(hidden_states)"),
     ),
     "generator_lm_head": step(

@@ -140,8 +140,8 @@ TWINS = {
         ("scores = torch.matmul(q, k.transpose", "context = context.transpose"),
     ),
     ("modeling_gpt2", "GPT2Attention._upcast_and_reordered_attn"): Twin(
-        "reimpl.gpt2:GPT2Attention.forward", "reorder_and_upcast_attn is a branch of the twin's attention forward",
-        ("if self.reorder_and_upcast_attn", "scores = scores.reshape(B, nh, T, S)"),
+        "reimpl.gpt2:GPT2Attention._upcast_and_reordered_attn",
+        "the scores only (fp32, baddbmm, the scale inside the product); the mask, softmax and P V are GPT2Attention.forward's lines",
     ),
     ("modeling_gpt2", "GPT2PreTrainedModel"): Twin(
         "reimpl.loading:build", "no weight init in the twins: they are built on the meta device and given the checkpoint's tensors"

@@ -15,7 +15,7 @@ STEPS = {
     "lm_head.gelu": step(
         "head", "GELU(H W_d + b_d): the exact erf GELU, whatever hidden_act says", at("RobertaLMHead.forward", "x = gelu(x)")
     ),
-    "lm_head.layer_norm": step("head", "H_t = LayerNorm(GELU(H W_d + b_d))", at("RobertaLMHead.forward", "x = self.layer_norm(x)")),
+    "lm_head.layer_norm": step("norm", "H_t = LayerNorm(GELU(H W_d + b_d))", at("RobertaLMHead.forward", "x = self.layer_norm(x)")),
     "lm_head.decoder": step(
         "head", "logits = H_t W_tok^T + b (W_tok: the word embeddings, tied; b its own)", at("RobertaLMHead.forward", "x = self.decoder(x)")
     ),
