@@ -45,8 +45,9 @@ def pairs(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], keep: 
     plain scores, and where ``keep`` (booleans broadcastable to (B, nh, T, S)) says a key is seen."""
     for name, x in ours.items():
         y = theirs.get(name)
-        if y is None and name.endswith(".scores"):
-            y = theirs.get(name + "+mask")
+        masked = y is None and name.endswith(".scores") and name + "+mask" in theirs
+        if masked:
+            y = theirs[name + "+mask"]
         if y is None:
             yield name, x, None
             continue
@@ -55,8 +56,10 @@ def pairs(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], keep: 
             yield name, x, None
             continue
         if name.endswith(".scores") and keep is not None:
-            where = keep.to(x.device).expand_as(x)
-            x, y = x[where], y[where.to(y.device)]
+            where = keep.to(y.device).expand_as(y)
+            if masked and y.is_floating_point():  # and where the model's own mask keeps it (a sliding window's too)
+                where = where & (y > torch.finfo(y.dtype).min / 2)
+            x, y = x[where.to(x.device)], y[where]
         yield name, x, y
 
 

@@ -1,7 +1,11 @@
-"""Shared fixtures: the packaged real MiniLM checkpoint, and helpers to compare with transformers."""
+"""Shared fixtures: the packaged real MiniLM checkpoint, a random GPT-2 checkpoint with its
+tokenizer, the command line run in-process, and whether a hub model is in the local cache."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +38,31 @@ def minilm_hf(minilm_dir):
     from transformers import BertModel
 
     return BertModel.from_pretrained(minilm_dir, attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory) -> Path:
+    """A random GPT-2 checkpoint (3 layers) with its byte-level BPE tokenizer, as annotate/examples.py writes it."""
+    from annotate.examples import write_gpt2
+
+    return write_gpt2(tmp_path_factory.mktemp("gpt2"), n_layer=3)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """``annotate ARGV`` in-process: exit code, stdout, stderr."""
+    from annotate.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_json(*argv: str) -> tuple[int, dict]:
+    """``annotate ARGV --json`` in-process, which must write nothing to stderr: exit code, the JSON."""
+    code, out, err = run(*argv, "--json")
+    assert err == "", err
+    return code, json.loads(out)
 
 
 def hub_cached(repo_id: str) -> bool:

@@ -8,8 +8,6 @@ math, first at the stage that uses it; `annotate diff` exits 1 only then. Runs o
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -20,26 +18,13 @@ from safetensors.torch import load_file, save_file
 
 import reimpl
 from annotate import compare
-from annotate.cli import main
 from reimpl import versions
 from reimpl.loading import packaged_dir
 from annotate.examples import write_gpt2
+from tests.conftest import run, run_json
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT = "The cat sat on the mat."
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def run_json(*argv: str) -> tuple[int, dict]:
-    code, out, err = run(*argv, "--json")
-    assert err == "", err
-    return code, json.loads(out)
 
 
 def verdicts(data: dict) -> dict[str, str | None]:

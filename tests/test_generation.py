@@ -10,8 +10,6 @@ itself with ``--seed``, stays within 80 columns, and says one line for each kind
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import warnings
 from pathlib import Path
@@ -23,11 +21,11 @@ from rich.cells import cell_len
 from transformers import GenerationConfig
 from transformers.generation import logits_process as hf_process
 
-from annotate.cli import main
 from reimpl import GPT2LMHeadModel
 from reimpl import generation, versions
 from reimpl.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, checkpoint_settings
-from annotate.examples import EOT, gpt2_tokenizer, write_bert, write_gpt2
+from annotate.examples import EOT, gpt2_tokenizer, write_bert
+from tests import conftest
 
 V = 101
 NEW = 24
@@ -317,11 +315,6 @@ def test_processor_constructors_refuse_as_transformers():
 # --- a checkpoint's own settings -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory) -> Path:
-    return write_gpt2(tmp_path_factory.mktemp("gpt2"))
-
-
 def eot_id() -> int:
     return gpt2_tokenizer().token_to_id(EOT)
 
@@ -376,17 +369,14 @@ def test_checkpoint_settings_refused(gpt2_dir, tmp_path, generation_config, frag
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    """main() in-process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["generate", *args])
-    return code, out.getvalue(), err.getvalue()
+    """``annotate generate ARGS`` in-process: exit code, stdout, stderr."""
+    return conftest.run("generate", *args)
 
 
 def run_json(*args: str) -> dict:
-    code, out, err = run(*args, "--json")
-    assert code == 0 and err == "", err
-    return json.loads(out)
+    code, out = conftest.run_json("generate", *args)
+    assert code == 0
+    return out
 
 
 PROMPT = "The cat sat on the"
@@ -504,7 +494,7 @@ def test_cli_table_within_80_columns(gpt2_dir, options):
 def test_cli_long_tokens_are_never_cut(gpt2_dir):
     from annotate import watch
 
-    gen = watch.Generation("m", "GPT2LMHeadModel", "p", [1], {**watch.DEFAULTS, "do_sample": True}, 1, 0, 400, ["top-k 50"])
+    gen = watch.Generation("m", "GPT2LMHeadModel", "p", False, [1], {**watch.DEFAULTS, "do_sample": True}, 1, 0, 400, ["top-k 50"])
     long = watch.Candidate(1, "x" * 30, "x" * 30, 0.123456, 3.2e-05)
     lines = [str(t) for t in watch._step_lines(gen, watch.Choice(0, long, 50, [long]), 80)]
     assert '"' + "x" * 30 + '"' in lines[0] and "0.123" in lines[1] and "3.2e-05" in lines[1]

@@ -1,15 +1,19 @@
-"""reimpl/gpt2.py against transformers' GPT2LMHeadModel, eager attention, fp32 on CPU: bit for bit.
+"""reimpl/gpt2.py against transformers' GPT2LMHeadModel, eager attention, fp32 on CPU: bit for bit,
+with and without its cache.
 
-Random-weight models for every GPT2Config setting that changes the math, and one at the real
-gpt2 (124M) size. Each intermediate state the twin records is compared with the same value caught
-inside transformers' modules by hooks, so a difference is pinned to a step. Two reference calls
-matter: without a cache the twin must equal HF called with ``use_cache=False``; with a KVCache it
-must equal HF's default call, which runs through a DynamicCache (see reimpl.gpt2.GPT2Attention).
+Two reference calls matter: without a cache the twin must equal HF called with
+``use_cache=False``; with a KVCache it must equal HF's default call, which runs through a
+DynamicCache (see reimpl.gpt2.GPT2Attention). Here: every config variant with the cache (and the
+scores compared everywhere, the mask included), the attention, block and MLP on their own,
+incremental decoding, generation, the real gpt2 size (124M: cache, generation, sdpa), the
+recorded names, and a Conv1D weight stored in nn.Linear's layout.
+
+Every class without a cache, every config setting, the refusals, from_hf, checkpoints (the hub's
+layout among them), training and ``annotate trace --diff``: tests/test_conformance.py (its
+GPT-2 fixture).
 """
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -21,57 +25,29 @@ from annotate import align
 from annotate.capture import hf_states
 import reimpl
 from reimpl import GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, KVCache, recording, versions
-from reimpl.gpt2 import GPT2Config, causal_mask
+from reimpl.gpt2 import causal_mask
 from tests.conftest import hub_cached
-from tests.parity import hf_causal_mask, layer_output
+from tests.parity import hf_causal_mask, layer_output, write_config
+from tests.test_conformance import GPT2
 
 
 # --- models and inputs -------------------------------------------------------------------------
 
-SMALL = dict(
-    vocab_size=101,
-    n_embd=32,
-    n_layer=3,  # three layers, so that scale_attn_by_inverse_layer_idx divides by 1, 2 and 3
-    n_head=4,
-    n_positions=64,
-    bos_token_id=None,  # GPT2Config's 50256 is outside a small vocabulary
-    eos_token_id=None,
-)
-VARIANTS = {
-    "default": {},
-    "no-scale": dict(scale_attn_weights=False),
-    "inverse-layer-idx": dict(scale_attn_by_inverse_layer_idx=True),
-    "no-scale+inverse-layer-idx": dict(scale_attn_weights=False, scale_attn_by_inverse_layer_idx=True),
-    "reorder-upcast": dict(reorder_and_upcast_attn=True),
-    "reorder-upcast+inverse-layer-idx": dict(reorder_and_upcast_attn=True, scale_attn_by_inverse_layer_idx=True),
-    "reorder-upcast+no-scale": dict(reorder_and_upcast_attn=True, scale_attn_weights=False),
-    "n_inner-37": dict(n_inner=37),
-    **{f"act-{a}": dict(activation_function=a) for a in ("gelu", "relu", "gelu_pytorch_tanh", "gelu_fast", "silu", "quick_gelu")},
-    "eps-1e-3": dict(layer_norm_epsilon=1e-3),
-    "head-size-20": dict(n_embd=60, n_head=3),
-    "head-size-32": dict(n_embd=64, n_head=2),
-}
+VARIANTS = GPT2.variants
 GPT2_SIZE = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
 
 
-def random_gpt2(seed: int = 0, std: float | None = 0.3, **overrides) -> transformers.GPT2LMHeadModel:
-    """A transformers GPT2LMHeadModel, eager, in eval mode. With ``std``, every parameter is
-    redrawn (not HF's init: LayerNorm 1/0 and tiny weights would hide bugs and make greedy
-    decoding repeat one token)."""
-    torch.manual_seed(seed)
-    config = transformers.GPT2Config(**{**SMALL, **overrides}, attn_implementation="eager")
-    model = transformers.GPT2LMHeadModel(config).eval()
-    if std is not None:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.normal_(0, std)
-    return model
+def random_gpt2(seed: int = 0, **overrides) -> transformers.GPT2LMHeadModel:
+    """The conformance suite's small GPT2LMHeadModel (tests/test_conformance.py), every parameter
+    redrawn (not HF's init: LayerNorm 1/0 and tiny weights would hide bugs), in eval mode."""
+    return GPT2.model("GPT2LMHeadModel", seed=seed, **overrides)
 
 
 def talkative_gpt2(seed: int = 0) -> transformers.GPT2LMHeadModel:
     """For generation: matrices redrawn with std 0.15, LayerNorms and biases left at HF's 1 and 0.
     Random LayerNorm weights squash the residual stream and greedy decoding repeats one token."""
-    model = random_gpt2(seed, std=None)
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(GPT2.config()).eval()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
@@ -124,14 +100,15 @@ def assert_states_equal(hf, twin, input_ids, attention_mask=None, use_cache=Fals
 
 @pytest.mark.parametrize("padding", ["none", "right", "left"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_config_variants_every_step_bit_identical(variant, padding):
+def test_config_variants_with_and_without_cache_every_step_bit_identical(variant, padding):
+    """Every step with a KVCache (HF's default call) and without (use_cache=False), the scores
+    compared everywhere: where the mask hides a key too, the twin's plus the same mask."""
     hf = random_gpt2(**VARIANTS[variant])
     twin = GPT2LMHeadModel.from_hf(hf)
     ids = random_ids(hf.config.vocab_size)
     mask = padding_mask(*ids.shape, padding)
-    n = assert_states_equal(hf, twin, ids, mask, use_cache=False)
-    assert n == 5 + 15 * hf.config.n_layer  # embeddings, 15 steps per block, ln_f, lm_head: all compared
-    assert_states_equal(hf, twin, ids, mask, use_cache=True)
+    for use_cache in (False, True):
+        assert assert_states_equal(hf, twin, ids, mask, use_cache=use_cache) == GPT2.expected(hf.config, "GPT2LMHeadModel")
 
 
 @pytest.mark.parametrize("T", [1, 2, 5, 7, 16, 33])
@@ -212,7 +189,7 @@ def test_conv1d_is_addmm_with_in_out_weight():
 @pytest.mark.parametrize("past", [0, 4])
 @pytest.mark.parametrize("padding", ["none", "right", "left"])
 def test_causal_mask_matches_transformers(padding, past):
-    config = transformers.GPT2Config(**SMALL, attn_implementation="eager")
+    config = GPT2.config()
     B, T, nh, hs = 3, 5, 4, 8
     cache = DynamicCache()
     if past:
@@ -376,9 +353,6 @@ def test_recorded_names_in_forward_order():
         expected += [f"transformer.h.{i}.{step}" for step in block] + [f"transformer.h.{i}"]
     expected += ["transformer.ln_f", "lm_head"]
     assert list(states) == expected
-    hf_paths = {name for name, _ in hf.named_modules()}
-    for name in states:  # every name is a transformers module path, or one plus a step
-        assert name in hf_paths or name.rsplit(".", 1)[0] in hf_paths, name
     assert states["transformer.h.1.attn.probs"].shape == (1, 4, 4, 4)
 
 
@@ -393,119 +367,17 @@ def test_recording_with_cache_keeps_all_keys():
     assert states["transformer.h.0.attn.scores"].shape == (1, 4, 1, 6)
 
 
-def test_from_hf_copies_and_ties_weights():
-    hf = random_gpt2()
-    twin = GPT2LMHeadModel.from_hf(hf)
-    assert twin.lm_head.weight is twin.transformer.wte.weight
-    with torch.no_grad():
-        twin.transformer.h[0].attn.c_attn.weight.zero_()
-    assert hf.transformer.h[0].attn.c_attn.weight.abs().sum() > 0
-
-
-# --- configs -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(add_cross_attention=True), "cross-attention"),
-        (dict(activation_function="xielu"), "activation 'xielu' is not supported"),
-        (dict(n_embd=30, n_head=4), "not a multiple"),
-    ],
-)
-def test_unsupported_configs_refused(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        GPT2Config.from_dict({**SMALL, **overrides})
-
-
-def test_config_from_hf_defaults_match():
-    ours = GPT2Config.from_dict(transformers.GPT2Config().to_dict())
-    assert ours == GPT2Config()
-
-
 # --- checkpoints on disk -----------------------------------------------------------------------
-
-
-def write_config(folder, hf, **overrides):
-    (folder / "config.json").write_text(json.dumps({**hf.config.to_dict(), **overrides}))
-
-
-def hub_layout(hf) -> dict[str, torch.Tensor]:
-    """As the hub's gpt2 files: GPT2Model keys without a prefix, no lm_head, the old causal-mask
-    buffers attn.bias (1, 1, n_positions, n_positions) and attn.masked_bias (-1e4)."""
-    n = hf.config.n_positions
-    state = {k: v.clone() for k, v in hf.transformer.state_dict().items()}
-    for i in range(hf.config.n_layer):
-        state[f"h.{i}.attn.bias"] = torch.tril(torch.ones(n, n, dtype=torch.uint8)).view(1, 1, n, n)
-        state[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
-    return state
-
-
-def prefixed_layout(hf) -> dict[str, torch.Tensor]:
-    """As saved from GPT2LMHeadModel: transformer.* keys and lm_head.weight."""
-    return {k: v.clone() for k, v in hf.state_dict().items()}
-
-
-def save_sharded(folder, state, kind):
-    keys = sorted(state)
-    shards = {f"model-0000{i + 1}-of-00002.{kind}": keys[i::2] for i in range(2)}
-    for name, shard_keys in shards.items():
-        part = {k: state[k] for k in shard_keys}
-        save_file(part, folder / name) if kind == "safetensors" else torch.save(part, folder / name)
-    index = "model.safetensors.index.json" if kind == "safetensors" else "pytorch_model.bin.index.json"
-    weight_map = {k: name for name, shard_keys in shards.items() for k in shard_keys}
-    (folder / index).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-
-
-LAYOUTS = {
-    "hub-safetensors": lambda folder, hf: save_file(hub_layout(hf), folder / "model.safetensors"),
-    "hub-bin": lambda folder, hf: torch.save(hub_layout(hf), folder / "pytorch_model.bin"),
-    "prefixed-safetensors": lambda folder, hf: save_file(prefixed_layout(hf), folder / "model.safetensors"),
-    "prefixed-bin": lambda folder, hf: torch.save(prefixed_layout(hf), folder / "pytorch_model.bin"),
-    "sharded-safetensors": lambda folder, hf: save_sharded(folder, hub_layout(hf), "safetensors"),
-    "sharded-bin": lambda folder, hf: save_sharded(folder, prefixed_layout(hf), "bin"),
-    "save_pretrained": lambda folder, hf: hf.save_pretrained(folder),
-}
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_checkpoint_layouts_load(tmp_path, layout):
-    hf = random_gpt2()
-    LAYOUTS[layout](tmp_path, hf)
-    write_config(tmp_path, hf)
-    twin = reimpl.from_pretrained(tmp_path)
-    assert isinstance(twin, GPT2LMHeadModel)
-    assert twin.lm_head.weight is twin.transformer.wte.weight
-    ids, mask = random_ids(101), padding_mask(3, 11, "left")
-    assert torch.equal(twin(ids, mask).logits, hf(ids, attention_mask=mask, use_cache=False).logits)
-
-
-def test_checkpoint_missing_weight_is_named(tmp_path):
-    hf = random_gpt2()
-    state = hub_layout(hf)
-    del state["h.1.mlp.c_fc.weight"]
-    save_file(state, tmp_path / "model.safetensors")
-    write_config(tmp_path, hf)
-    with pytest.raises(reimpl.CheckpointError, match=r"no tensor 'transformer\.h\.1\.mlp\.c_fc\.weight'.*\(32, 128\)"):
-        reimpl.from_pretrained(tmp_path)
 
 
 def test_checkpoint_linear_layout_weight_is_refused_with_shapes(tmp_path):
     """c_attn stored as nn.Linear would store it, (out, in): the Conv1D layout is (in, out)."""
     hf = random_gpt2()
-    state = hub_layout(hf)
+    state = {k: v.clone() for k, v in hf.transformer.state_dict().items()}
     state["h.0.attn.c_attn.weight"] = state["h.0.attn.c_attn.weight"].T.contiguous()
     save_file(state, tmp_path / "model.safetensors")
     write_config(tmp_path, hf)
     with pytest.raises(reimpl.CheckpointError, match=r"'transformer\.h\.0\.attn\.c_attn\.weight' has shape \(96, 32\).*needs \(32, 96\)"):
-        reimpl.from_pretrained(tmp_path)
-
-
-def test_checkpoint_with_cross_attention_refused(tmp_path):
-    hf = random_gpt2()
-    save_file(hub_layout(hf), tmp_path / "model.safetensors")
-    write_config(tmp_path, hf, add_cross_attention=True)
-    with pytest.raises(reimpl.CheckpointError, match="gpt2 config .* is not supported: .*cross-attention"):
         reimpl.from_pretrained(tmp_path)
 
 
@@ -516,7 +388,9 @@ PROMPTS = ["The meaning of life is", "Hello, my dog is cute and"]
 
 @pytest.mark.hub
 @pytest.mark.parametrize("repo_id", ["gpt2", "distilgpt2"])
-def test_real_checkpoint_from_hub_cache(repo_id):
+def test_real_checkpoint_with_cache_and_generate_from_hub_cache(repo_id):
+    """Without a cache: tests/test_conformance.py. Here each call of the twin against its own call of
+    transformers' (the scores compared everywhere), and greedy generation."""
     if not hub_cached(repo_id):
         pytest.skip(f"{repo_id} is not in the local Hugging Face cache")
     hf = transformers.GPT2LMHeadModel.from_pretrained(repo_id, attn_implementation="eager").eval()

@@ -35,8 +35,7 @@ from reimpl import recording, training
 from reimpl.registry import architecture_of
 from annotate.examples import write_gpt2
 from tests.conftest import MINILM
-from tests.parity import random_weights
-from tests.test_heads import minilm_with_head
+from tests.parity import minilm_with_head, random_weights
 
 # --- models, inputs and labels -----------------------------------------------------------------
 
@@ -129,7 +128,11 @@ def assert_training_equal(hf, twin, inputs: dict, train: bool = True, seed: int 
     for name, value, seen in align.pairs(ours, theirs, keep):  # scores: where keys are kept (elsewhere the mask's -3.4e38)
         assert seen is not None, f"no transformers value caught for {name}"
         assert torch.equal(value, seen), f"{name} differs: max |diff| {(value - seen).abs().max():.3g}"
-    assert set(ours.grads) == set(ours), f"stages without a gradient: {sorted(set(ours) - set(ours.grads))}"
+    # Every stage has a gradient, except those that depend on no parameter (RoPE's cos and sin):
+    # exactly where transformers' has none either.
+    without = {name for name in ours if name not in theirs.grads and name + "+mask" not in theirs.grads}
+    assert set(ours) - set(ours.grads) == without, f"stages without a gradient: {sorted(set(ours) - set(ours.grads))}"
+    assert len(without) <= 2, without
     for name, grad, seen in align.pairs(ours.grads, theirs.grads):  # the scores' gradient is softmax's input's: compared everywhere
         assert seen is not None, f"no transformers gradient caught for {name}"
         assert torch.equal(grad, seen), f"d loss / d {name} differs: max |diff| {(grad - seen).abs().max():.3g}"
