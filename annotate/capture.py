@@ -27,6 +27,7 @@ passes it through unchanged).
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -49,8 +50,11 @@ class Hooks:
 
     def __init__(self, model: nn.Module, caught: Recording):
         self.caught = caught
+        self.model = model
         self.paths = {module: path for path, module in model.named_modules()}
         self.handles = []
+        self.replaced: dict[str, tuple[object, object]] = {}  # module-level functions replaced by ``returned``
+        self.calling: list[tuple[nn.Module, tuple[str, ...]]] = []  # the modules whose ``returned`` function may run now
         # Per attention call, in the order they ran: the name of its scores (softmax's input) and,
         # in training, of its probabilities (softmax's output); see ``scores``.
         self.attention_order: list[tuple[str, str | None]] = []
@@ -93,6 +97,35 @@ class Hooks:
 
         self.handles.append(owner.register_forward_pre_hook(start))
         self.handles.append(module.register_forward_hook(hook))
+
+    def returned(self, function: str, within: nn.Module, steps: tuple[str, ...]) -> None:
+        """The values a module-level ``function`` of the model's modeling file returns, when
+        ``within`` calls it, are ``<within's path>.<steps[i]>`` (Llama's ``apply_rotary_pos_emb``
+        returns the rotated Q and K). The function is replaced while the hooks are on; transformers'
+        forward looks it up by name at each call, so the replacement is what runs."""
+        namespace = sys.modules[type(self.model).__module__]
+        if function not in self.replaced:
+            original = getattr(namespace, function)
+            self.replaced[function] = (namespace, original)
+
+            def spy(*args, **kwargs):
+                out = original(*args, **kwargs)
+                if self.calling:
+                    owner, names = self.calling[-1]
+                    for step, value in zip(names, out):
+                        self.keep(self.name(owner, step), value)
+                return out
+
+            setattr(namespace, function, spy)
+
+        def enter(module, args, kwargs):
+            self.calling.append((module, steps))
+
+        def leave(module, args, kwargs, output):
+            self.calling.pop()
+
+        self.handles.append(within.register_forward_pre_hook(enter, with_kwargs=True))
+        self.handles.append(within.register_forward_hook(leave, with_kwargs=True))
 
     def before(self, module: nn.Module, owner: nn.Module, step: str) -> None:
         """The module's first input is ``<owner's path>.<step>`` (a residual sum, the value before a norm)."""
@@ -188,6 +221,8 @@ class Hooks:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        for function, (namespace, original) in self.replaced.items():
+            setattr(namespace, function, original)
 
 
 @contextlib.contextmanager

@@ -52,6 +52,7 @@ class Generation:
     model: str  # as given on the command line
     model_class: str
     prompt: str
+    chat: bool  # the prompt was put through the chat template (the prompt ids are the template's)
     prompt_ids: list[int]
     settings: dict[str, Any]  # do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id: as generate gets them
     max_new_tokens: int
@@ -81,12 +82,14 @@ class Watch:
 
     Settings left as None take the checkpoint's value, else transformers' default. ``seed``:
     when sampling without one, a seed is drawn and kept (and shown), so any run can be repeated.
-    ``top``: how many likeliest tokens each step keeps.
+    ``top``: how many likeliest tokens each step keeps. ``chat``: the prompt is a user's message,
+    put through the checkpoint's chat template as ``apply_chat_template(..., add_generation_prompt=True)``
+    does (the assistant's turn opened, for the model to fill).
     """
 
     def __init__(self, model: str, prompt: str, *, max_new_tokens: int = 20, do_sample: bool | None = None,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, top: int = 5):
+                 seed: int | None = None, top: int = 5, chat: bool = False):
         from annotate import tracer
         from reimpl import generation, loading, registry
 
@@ -114,10 +117,11 @@ class Watch:
         self.twin = registry.from_pretrained(self.folder)
         head = models.head_of(self.twin)
         if head is None or head.reading("next-token") is None:
+            causal = ", ".join(models.heads_reading("next-token")) or "none yet"
             raise UserError(f"{model} loads as {type(self.twin).__name__}, which has no language-model head to "
-                            f"generate with (a causal LM such as GPT2LMHeadModel does)")
+                            f"generate with (a causal LM such as {causal} does)")
         self.tokenizer = tracer.Tokenizer(self.folder)
-        ids, _, _ = self.tokenizer.encode(prompt)
+        ids = chat_ids(self.folder, prompt, model) if chat else self.tokenizer.encode(prompt)[0]
         config = self.twin.config
         if not ids:
             raise UserError("the prompt gives no tokens; generation needs at least one to continue from")
@@ -127,7 +131,7 @@ class Watch:
             raise UserError(f"the prompt is {len(ids)} tokens and {max_new_tokens} new ones would make "
                             f"{len(ids) + max_new_tokens}; {model} takes at most {config.max_position_embeddings} positions")
         self.generation = Generation(
-            model=model, model_class=type(self.twin).__name__, prompt=prompt, prompt_ids=ids, settings=settings,
+            model=model, model_class=type(self.twin).__name__, prompt=prompt, chat=chat, prompt_ids=ids, settings=settings,
             max_new_tokens=max_new_tokens, seed=seed, vocab_size=config.vocab_size, processors=[_describe(p) for p in processors],
         )
         self.top = top
@@ -169,6 +173,19 @@ class Watch:
 
         kept = int((step.scores[0] > float("-inf")).sum())
         return Choice(step.index, candidate(int(step.next_tokens[0])), kept, [candidate(i) for i in top])
+
+
+def chat_ids(folder, message: str, model: str) -> list[int]:
+    """The ids of ``message`` as a user's turn, through the checkpoint's chat template, the
+    assistant's turn opened: transformers' ``apply_chat_template(..., add_generation_prompt=True)``
+    itself (the template is Jinja code that only transformers renders as the model's authors meant)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"--chat: {model} has no chat template (its tokenizer files name none); give the prompt as plain text")
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
 def _describe(processor) -> str:
@@ -259,7 +276,10 @@ def _header(gen: Generation, width: int) -> list[Text]:
         out.append(Text(f"sampling: {how}; seed {gen.seed}"))
     else:
         out.append(Text("greedy: each step takes the likeliest token"))
-    out.append(Text.assemble("prompt: ", (_shown(gen.prompt), "bold"), f" ({len(gen.prompt_ids)} tokens)"))
+    if gen.chat:
+        out.append(Text.assemble("user: ", (_shown(gen.prompt), "bold"), f" (through the chat template: {len(gen.prompt_ids)} tokens)"))
+    else:
+        out.append(Text.assemble("prompt: ", (_shown(gen.prompt), "bold"), f" ({len(gen.prompt_ids)} tokens)"))
     if gen.processors:
         out.append(Text("p: after the processors (sampled from) · model: before them · kept: tokens left", style="dim"))
     out.append(Text(""))
@@ -313,5 +333,8 @@ def show(watch: Watch, console: Console) -> Generation:
     n = len(gen.steps)
     end = f"stopped at the end-of-text token after {n} new tokens" if gen.stopped_at_eos else f"{n} new tokens"
     console.print(Text(end, style="dim"))
-    console.print(Text.assemble((gen.prompt, "dim"), (gen.text, "bold")))
+    if gen.chat:  # the template's own text is markup, not the conversation: the reply alone
+        console.print(Text.assemble(("assistant: ", "dim"), (gen.text, "bold")))
+    else:
+        console.print(Text.assemble((gen.prompt, "dim"), (gen.text, "bold")))
     return gen

@@ -1,4 +1,4 @@
-"""Readable, bit-exact twins of transformers' BERT family (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ALBERT, ELECTRA) and GPT-2, and the loader that feeds them real checkpoints."""
+"""Readable, bit-exact twins of transformers' BERT family (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ALBERT, ELECTRA), GPT-2 and the Llama family, and the loader that feeds them real checkpoints."""
 
 from .bert import (
     BertEmbeddings,
@@ -15,7 +15,11 @@ from .distilbert import DistilBertForMaskedLM, DistilBertForSequenceClassificati
 from .electra import ElectraForMaskedLM, ElectraForPreTraining, ElectraForSequenceClassification, ElectraModel
 from .cache import KVCache
 from .gpt2 import GPT2Attention, GPT2Block, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2MLP, GPT2Model
+from .llama import LlamaForCausalLM, LlamaForSequenceClassification, LlamaModel
 from .loading import CheckpointError, save_pretrained
+from .mistral import MistralForCausalLM, MistralForSequenceClassification, MistralModel
+from .qwen2 import Qwen2ForCausalLM, Qwen2ForSequenceClassification, Qwen2Model
+from .qwen3 import Qwen3ForCausalLM, Qwen3ForSequenceClassification, Qwen3Model
 from .registry import ARCHITECTURES, architecture, from_pretrained
 from .roberta import RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel
 from .xlm_roberta import XLMRobertaForMaskedLM, XLMRobertaForSequenceClassification, XLMRobertaModel
@@ -51,6 +55,18 @@ __all__ = [
     "GPT2MLP",
     "GPT2Model",
     "KVCache",
+    "LlamaForCausalLM",
+    "LlamaForSequenceClassification",
+    "LlamaModel",
+    "MistralForCausalLM",
+    "MistralForSequenceClassification",
+    "MistralModel",
+    "Qwen2ForCausalLM",
+    "Qwen2ForSequenceClassification",
+    "Qwen2Model",
+    "Qwen3ForCausalLM",
+    "Qwen3ForSequenceClassification",
+    "Qwen3Model",
     "RobertaForMaskedLM",
     "RobertaForSequenceClassification",
     "RobertaModel",

@@ -34,8 +34,7 @@ PACKAGED = {
 EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "generation_config.json")
 
 
-class CheckpointError(Exception):
-    """A checkpoint that can't be found, read or loaded; the message says which and why."""
+from .errors import CheckpointError  # noqa: E402 (raised by every loader; importable from here too)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +90,10 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
         for name in names:
             if stored and name not in state:
                 state[name] = state[stored[0]]
+                tie[name] = stored[0]
+            elif versions.V4 and stored and name != stored[0] and torch.equal(state[name], state[stored[0]]):
+                # transformers 4.57 builds such a head's two names as one parameter (decoder.bias is
+                # bias) whether or not the word embeddings are tied; 5.x ties them only when tied
                 tie[name] = stored[0]
     expected = twin.state_dict()
     for key, want in expected.items():
@@ -341,12 +344,17 @@ def _from_hub(repo_id: str) -> Path:
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """The local folder holding a checkpoint: a directory, a packaged model, or the hub's (cached) files."""
+    """The local folder holding a checkpoint: a directory, a packaged model, a GGUF file (converted
+    once by transformers: reimpl/gguf.py), or the hub's (cached) files."""
+    from . import gguf
+
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if (packaged := packaged_dir(str(name_or_path))) is not None:
         return packaged
+    if path.suffix == ".gguf" and (path.is_file() or str(name_or_path) in gguf.PACKAGED_GGUF):
+        return gguf.converted(path if path.is_file() else gguf.packaged_file(str(name_or_path)))
     name = str(name_or_path)
     if path.exists():
         raise CheckpointError(f"{name!r} is a file, not a checkpoint directory")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import albert, bert, distilbert, electra, gpt2, roberta, xlm_roberta
+from . import albert, bert, distilbert, electra, gpt2, llama, mistral, qwen2, qwen3, roberta, xlm_roberta
 from .architecture import Architecture
 from .loading import CheckpointError, build, read_config, read_state_dict, resolve
 
@@ -25,6 +25,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         albert.ARCHITECTURE,
         electra.ARCHITECTURE,
         gpt2.ARCHITECTURE,
+        llama.ARCHITECTURE,
+        mistral.ARCHITECTURE,
+        qwen2.ARCHITECTURE,
+        qwen3.ARCHITECTURE,
     )
 }
 

@@ -5,8 +5,6 @@ the JSON schema, --save, the view options, and one clear line for every kind of 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -20,7 +18,8 @@ from safetensors.torch import load_file, save_file
 import reimpl
 from annotate import tracer
 from annotate.cli import main
-from annotate.examples import write_bert, write_gpt2
+from annotate.examples import write_bert
+from tests import conftest
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT = "The cat sat on the mat."
@@ -38,17 +37,12 @@ GPT2_STEPS = [
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    """main() in-process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["trace", *args])
-    return code, out.getvalue(), err.getvalue()
+    """``annotate trace ARGS`` in-process: exit code, stdout, stderr."""
+    return conftest.run("trace", *args)
 
 
 def run_json(*args: str) -> tuple[int, dict]:
-    code, out, err = run(*args, "--json")
-    assert err == "", err
-    return code, json.loads(out)
+    return conftest.run_json("trace", *args)
 
 
 def perturbed(monkeypatch, key: str) -> None:
@@ -62,11 +56,6 @@ def perturbed(monkeypatch, key: str) -> None:
         return twin
 
     monkeypatch.setattr(reimpl.registry, "from_pretrained", from_pretrained)
-
-
-@pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory) -> Path:
-    return write_gpt2(tmp_path_factory.mktemp("gpt2"), n_layer=3)
 
 
 @pytest.fixture(scope="module")
@@ -395,7 +384,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
     [
         ("empty", TEXT, ["has no config.json"]),
         ("no-weights", TEXT, ["has no model.safetensors or pytorch_model.bin"]),
-        ("t5", TEXT, ["model_type 't5' is not supported", "bert, distilbert, electra, gpt2, roberta"]),
+        ("t5", TEXT, ["model_type 't5' is not supported", "bert, distilbert, electra, gpt2, llama, mistral, qwen2, qwen3, roberta"]),
         ("missing-tensor", TEXT, ["checkpoint has no tensor 'encoder.layer.1.attention.self.value.weight'"]),
         ("short-bert", "word " * 15, ["17 tokens long", "at most 16 positions"]),
         ("no-tokenizer", TEXT, ["no tokenizer.json"]),

@@ -1,13 +1,14 @@
 """reimpl.from_pretrained on BERT checkpoints as they are found in the wild, written to disk here.
 
-Layouts: sentence-transformers (no prefix, safetensors), bert-base-uncased's own (``bert.``
-prefix, LayerNorm gamma/beta, ``cls.*`` heads, pytorch_model.bin), sharded safetensors and .bin,
-a hub cache folder, and the errors for what is missing, mis-shaped or not BERT at all.
+bert-base-uncased's own file (``bert.`` prefix, LayerNorm gamma/beta, the position_ids buffer,
+``cls.*`` heads, pytorch_model.bin) in one piece and in shards, a hub cache folder, and the errors
+for folders that are not a checkpoint at all. What every architecture's checkpoints must do
+(save_pretrained's files, bare keys, shards, old names, a missing or mis-shaped tensor named):
+tests/test_conformance.py.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -17,21 +18,14 @@ from safetensors.torch import save_file
 
 import reimpl
 from reimpl import CheckpointError
-from tests.test_bert import assert_states_equal, random_bert, random_inputs
-
-
-def write_config(folder: Path, hf) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({**hf.config.to_dict(), "model_type": "bert"}))
+from tests.parity import assert_states_equal, legacy_names, write_config, write_sharded
+from tests.test_conformance import BERT
 
 
 def bert_base_layout(hf) -> dict[str, torch.Tensor]:
     """Keys as in bert-base-uncased's pytorch_model.bin (saved from BertForPreTraining, TF names)."""
     C, V = hf.config.hidden_size, hf.config.vocab_size
-    state = {}
-    for key, tensor in hf.state_dict().items():
-        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-        state["bert." + key] = tensor
+    state = {"bert." + key: tensor for key, tensor in legacy_names(hf.state_dict()).items()}
     state["bert.embeddings.position_ids"] = torch.arange(hf.config.max_position_embeddings)[None]
     state["cls.predictions.bias"] = torch.zeros(V)
     state["cls.predictions.transform.dense.weight"] = torch.zeros(C, C)
@@ -41,47 +35,21 @@ def bert_base_layout(hf) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_sharded(folder: Path, state: dict[str, torch.Tensor], fmt: str) -> None:
-    keys = sorted(state)
-    halves = {f"model-0000{i + 1}-of-00002.{fmt}": keys[i::2] for i in range(2)}
-    weight_map = {}
-    for file, names in halves.items():
-        part = {k: state[k].contiguous() for k in names}
-        save_file(part, folder / file) if fmt == "safetensors" else torch.save(part, folder / file)
-        weight_map.update({k: file for k in names})
-    index = "model.safetensors.index.json" if fmt == "safetensors" else "pytorch_model.bin.index.json"
-    (folder / index).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-
-
 @pytest.fixture(scope="module")
 def hf():
-    return random_bert(seed=3)
+    return BERT.model("BertModel", seed=3)
 
 
-@pytest.mark.parametrize("layout", ["sentence-transformers", "bert-base-bin", "sharded-safetensors", "sharded-bin"])
-def test_layouts_load_and_match(tmp_path, hf, layout):
-    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+@pytest.mark.parametrize("layout", ["bert-base-bin", "bert-base-sharded-bin"])
+def test_bert_base_layout_loads_and_matches(tmp_path, hf, layout):
     write_config(tmp_path, hf)
-    if layout == "sentence-transformers":
-        save_file(state, tmp_path / "model.safetensors")
-    elif layout == "bert-base-bin":
+    if layout == "bert-base-bin":
         torch.save(bert_base_layout(hf), tmp_path / "pytorch_model.bin")
-    elif layout == "sharded-safetensors":
-        write_sharded(tmp_path, state, "safetensors")
     else:
         write_sharded(tmp_path, bert_base_layout(hf), "bin")
     twin = reimpl.from_pretrained(tmp_path)
     assert isinstance(twin, reimpl.BertModel) and twin.pooler is not None
-    assert_states_equal(hf, twin, random_inputs(hf.config))
-
-
-def test_checkpoint_without_pooler(tmp_path):
-    hf = random_bert(add_pooling_layer=False)
-    write_config(tmp_path, hf)
-    save_file(hf.state_dict(), tmp_path / "model.safetensors")
-    twin = reimpl.from_pretrained(tmp_path)
-    assert twin.pooler is None
-    assert_states_equal(hf, twin, random_inputs(hf.config))
+    assert assert_states_equal(hf, twin, **BERT.inputs(hf.config)) == BERT.expected(hf.config, "BertModel")
 
 
 def test_hub_cache_folder(tmp_path, hf, monkeypatch):
@@ -96,25 +64,7 @@ def test_hub_cache_folder(tmp_path, hf, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(reimpl.loading, "_hub_reachable", lambda: pytest.fail("the network was asked"))
     twin = reimpl.from_pretrained("someone/tiny-bert")
-    assert_states_equal(hf, twin, random_inputs(hf.config))
-
-
-def test_missing_tensor_names_key_and_shape(tmp_path, hf):
-    write_config(tmp_path, hf)
-    state = dict(hf.state_dict())
-    del state["encoder.layer.1.attention.self.key.weight"]
-    save_file(state, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"no tensor 'encoder.layer.1.attention.self.key.weight' \(the model needs shape \(32, 32\)\)"):
-        reimpl.from_pretrained(tmp_path)
-
-
-def test_misshaped_tensor_names_key_and_both_shapes(tmp_path, hf):
-    write_config(tmp_path, hf)
-    state = dict(hf.state_dict())
-    state["encoder.layer.0.intermediate.dense.weight"] = torch.zeros(36, 32)
-    save_file(state, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"'encoder.layer.0.intermediate.dense.weight' has shape \(36, 32\) in the checkpoint; the model needs \(37, 32\)"):
-        reimpl.from_pretrained(tmp_path)
+    assert_states_equal(hf, twin, **BERT.inputs(hf.config))
 
 
 def test_bin_is_data_only(tmp_path, hf):
@@ -137,7 +87,7 @@ def test_bin_is_data_only(tmp_path, hf):
         (lambda d: None, "has no config.json"),
         (lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "has no model.safetensors or pytorch_model.bin"),
         (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
-        (lambda d: (d / "config.json").write_text('{"model_type": "t5"}'), "model_type 't5' is not supported; supported: albert, bert, distilbert, electra, gpt2, roberta, xlm-roberta"),
+        (lambda d: (d / "config.json").write_text('{"model_type": "t5"}'), "model_type 't5' is not supported; supported: albert, bert, distilbert, electra, gpt2, llama, mistral, qwen2, qwen3, roberta, xlm-roberta"),
         (lambda d: (d / "config.json").write_text('{"model_type": "bert", "hidden_act": "xielu"}'), "activation 'xielu' is not supported"),
     ],
 )
