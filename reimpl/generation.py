@@ -260,3 +260,11 @@ def checkpoint_settings(folder: str | Path) -> dict[str, Any]:
                 raise ValueError(f"{file.name} sets {key}={settings[key]}: more than one id is not supported")
             settings[key] = settings[key][0]
     return settings
+
+
+class GenerationMixin:
+    """``model.generate(...)`` on a twin's causal LM head (GPT2LMHeadModel, LlamaForCausalLM), as
+    transformers' heads get it from its GenerationMixin: decoding with the cache, ``generate`` above."""
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        return generate(self, input_ids, max_new_tokens, attention_mask, **kwargs)

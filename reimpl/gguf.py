@@ -20,11 +20,14 @@ bf16 weights, which are other numbers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -123,9 +126,11 @@ def _convert(gguf: Path, folder: Path, record: dict) -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # the caller shows its own status
     try:
+        print(f"converting {gguf.name} once (transformers dequantises it), into {folder.parent} ...", file=sys.stderr, flush=True)
         try:
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            with contextlib.redirect_stderr(io.StringIO()):  # the GGUF reader's own progress bar, which ignores the setting above
+                model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"transformers could not read {str(gguf)!r}: {reason}") from None

@@ -38,7 +38,8 @@ from .architecture import Architecture, ClassifierConfig
 from .cache import KVCache
 from .loading import Twin, twin_of
 from .losses import causal_lm_loss, sequence_classification_loss
-from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+from .generation import GenerationMixin
+from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, last_token_logits
 from .states import Dropout, name_modules, record
 
 
@@ -429,7 +430,7 @@ class GPT2PreTrainedModel(Twin):
         return self.transformer
 
 
-class GPT2LMHeadModel(GPT2PreTrainedModel):
+class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     """Twin of GPT2LMHeadModel: GPT2Model, then logits over the vocabulary.
 
     The LM head is the token embedding: logits are each position's dot product with every
@@ -474,11 +475,6 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         return CausalLMOutput(loss=loss, logits=logits)
 
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-        """Decoding with the cache, as transformers' ``generate``: see reimpl.generation.generate."""
-        from .generation import generate
-
-        return generate(self, input_ids, max_new_tokens, attention_mask, **kwargs)
 
 
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):
@@ -501,19 +497,10 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
-        B, T = input_ids.shape
         hidden_states = self.transformer(input_ids, attention_mask, None, position_ids, token_type_ids).last_hidden_state  # (B, T, C)
         logits = self.score(hidden_states)  # (B, T, L)
         record(self, "score", logits)
-        if self.config.pad_token_id is None:
-            if B != 1:
-                raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined (config.pad_token_id).")
-            last = torch.tensor([T - 1], device=input_ids.device)  # (1,)
-        else:
-            # The rightmost token that is not padding, for left and right padding alike (HF's int32 arithmetic).
-            not_pad = (input_ids != self.config.pad_token_id).to(torch.int32)  # (B, T)
-            last = (torch.arange(T, device=input_ids.device, dtype=torch.int32) * not_pad).argmax(-1)  # (B,)
-        pooled = logits[torch.arange(B, device=logits.device), last]  # (B, L)
+        pooled = last_token_logits(logits, input_ids, self.config.pad_token_id)  # (B, L): the rightmost token that is not padding
         loss = sequence_classification_loss(pooled, labels, self.config, self.num_labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=pooled)
 

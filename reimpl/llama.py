@@ -44,7 +44,8 @@ from .cache import KVCache
 from .gpt2 import causal_mask
 from .loading import Twin
 from .losses import causal_lm_loss, sequence_classification_loss
-from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+from .generation import GenerationMixin
+from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, last_token_logits
 from .states import Dropout, name_modules, record
 
 ROPE_TYPES = ("default", "linear", "llama3")  # computed here as transformers computes them
@@ -379,9 +380,9 @@ class LlamaPreTrainedModel(Twin):
         return self.model
 
 
-class LlamaForCausalLM(LlamaPreTrainedModel):
+class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
     """Twin of LlamaForCausalLM: LlamaModel, then logits over the vocabulary (lm_head; tied to
-    embed_tokens when ``tie_word_embeddings``)."""
+    embed_tokens when ``tie_word_embeddings``). ``generate``: reimpl/generation.py."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
@@ -408,25 +409,6 @@ class LlamaForCausalLM(LlamaPreTrainedModel):
         loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         return CausalLMOutput(loss=loss, logits=logits)
 
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-        """Decoding with the cache, as transformers' ``generate``: see reimpl.generation.generate."""
-        from .generation import generate
-
-        return generate(self, input_ids, max_new_tokens, attention_mask, **kwargs)
-
-
-def last_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
-    """(B, T, L) -> (B, L): each row's scores at its last token that is not ``pad_token_id`` (left or
-    right padding alike; transformers' int32 arithmetic), the only one that has seen the whole text."""
-    B, T = input_ids.shape
-    if pad_token_id is None:
-        if B != 1:
-            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined (config.pad_token_id).")
-        last = torch.tensor([T - 1], device=input_ids.device)  # (1,)
-    else:
-        not_pad = (input_ids != pad_token_id).to(torch.int32)  # (B, T)
-        last = (torch.arange(T, device=input_ids.device, dtype=torch.int32) * not_pad).argmax(-1)  # (B,)
-    return logits[torch.arange(B, device=logits.device), last]  # (B, L)
 
 
 class LlamaForSequenceClassification(LlamaPreTrainedModel):

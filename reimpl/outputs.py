@@ -79,3 +79,18 @@ class PreTrainingOutput(ModelOutput):
     loss: torch.Tensor | None  # (): masked-LM loss + next-sentence loss, when both labels are given
     prediction_logits: torch.Tensor  # (B, T, V): the masked-LM head
     seq_relationship_logits: torch.Tensor  # (B, 2): the next-sentence head
+
+
+def last_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """(B, T, L) -> (B, L): each row's scores at its last token that is not ``pad_token_id`` (left or
+    right padding alike; transformers' int32 arithmetic), the only one that has seen the whole text.
+    What a decoder's sequence classifier reads (GPT2ForSequenceClassification, GenericForSequenceClassification)."""
+    B, T = input_ids.shape
+    if pad_token_id is None:
+        if B != 1:
+            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined (config.pad_token_id).")
+        last = torch.tensor([T - 1], device=input_ids.device)  # (1,)
+    else:
+        not_pad = (input_ids != pad_token_id).to(torch.int32)  # (B, T)
+        last = (torch.arange(T, device=input_ids.device, dtype=torch.int32) * not_pad).argmax(-1)  # (B,)
+    return logits[torch.arange(B, device=logits.device), last]  # (B, L)
