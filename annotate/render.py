@@ -418,14 +418,15 @@ def _gradients(trace, view: View, width: int) -> list[Text]:
         out.extend(_stage_rows(trace, shown, width, "", None))
     else:
         first = next(i for i, s in enumerate(trace.stages) if s.layer is not None)
-        rows = [("embeddings", trace.stages[first - 1].name, None)]
+        rows = [("embeddings", trace.entering(), None)]
         rows += [(f"layer {i}", f"{trace.layers_path}.{i}", i) for i in range(trace.num_layers) if view.shows_layer(i)]
         header = _pad("", 12) + _pad("|∇h|", 10, True) + (_pad("max|∇diff|", 12, True) if trace.diffed else "")
         out.append(Text(header, style="bold"))
         for label, name, layer in rows:
             grad = trace.grads.get(name)
             size = _num(grad[0].double().norm(dim=-1).mean().item()) if grad is not None else "n/a"
-            diffs = [s.grad_max_abs_diff for s in trace.stages if s.layer == layer and (layer is not None or trace.stages.index(s) < first)]
+            diffs = [s.grad_max_abs_diff for s in trace.stages if s.layer == layer and s.grad_stats is not None
+                     and (layer is not None or trace.stages.index(s) < first)]  # (RoPE's cos and sin have no gradient)
             d = None if any(x is None for x in diffs) else max(diffs, default=None)
             line = _pad(label, 12) + _pad(size, 10, True) + (_pad(_diff(d), 12, True) if trace.diffed else "")
             out.append(Text(line, style="bold red" if trace.diffed and d else ""))

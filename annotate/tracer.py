@@ -152,10 +152,7 @@ class Trace:
     def layer_summary(self) -> list[LayerSummary]:
         """The embeddings, then one LayerSummary per layer (see LayerSummary)."""
         first = next(i for i, s in enumerate(self.stages) if s.layer is not None)
-        width = self.states[f"{self.layers_path}.0"].shape if f"{self.layers_path}.0" in self.states else None
-        # What enters layer 0: the last stage before it of the stream's shape (not RoPE's cos and sin)
-        entering = [s for s in self.stages[:first] if width is None or self.states[s.name].shape == width]
-        h = self.states[(entering or self.stages[:first])[-1].name][0]  # (T, C)
+        h = self.states[self.entering()][0]  # (T, C)
         embeddings = [s for s in self.stages[:first]]
         out = [LayerSummary(None, h.double().norm(dim=-1).mean().item(), None, [], _max_diff(embeddings, self.diffed))]
         for layer in range(self.num_layers):
@@ -169,6 +166,14 @@ class Trace:
             out.append(LayerSummary(layer, h_out.norm(dim=-1).mean().item(), change, attends, _max_diff(stages, self.diffed)))
             h = h_out
         return out
+
+    def entering(self) -> str:
+        """The stage whose value enters layer 0: the last one before it of the stream's shape (the
+        embeddings' output; not RoPE's cos and sin, which enter every layer's attention)."""
+        first = next(i for i, s in enumerate(self.stages) if s.layer is not None)
+        width = self.states[f"{self.layers_path}.0"].shape if f"{self.layers_path}.0" in self.states else None
+        entering = [s for s in self.stages[:first] if width is None or self.states[s.name].shape == width]
+        return (entering or self.stages[:first])[-1].name
 
     def attention(self, layer: int) -> torch.Tensor:
         """(nh, T, T) attention probabilities of one layer (row: query token, column: key token)."""

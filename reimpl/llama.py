@@ -100,6 +100,8 @@ class LlamaConfig(ClassifierConfig):
         """From config.json, as transformers 5 writes it (``rope_parameters``) or 4.x
         (``rope_theta``, ``rope_scaling``); refuses what the twin can't compute."""
         d = dict(d)
+        if d.get("is_causal") is False:  # transformers 5 then builds bidirectional masks; 4.57 ignores it
+            raise ValueError("is_causal=False (transformers 5's bidirectional masks for a decoder) is not supported")
         if not d.get("rope_parameters"):  # transformers 4: theta and scaling apart
             d["rope_parameters"] = {**(d.get("rope_scaling") or {}), "rope_theta": d.get("rope_theta", 10000.0)}
         fields = {f.name for f in dataclasses.fields(cls)}

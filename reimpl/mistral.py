@@ -29,7 +29,7 @@ eager path in fp32: without a cache to transformers called with ``use_cache=Fals
 
 Left out, as in reimpl/llama.py: ``inputs_embeds``, gradient checkpointing, the attention
 backends (sdpa, flash, flex: this is ``eager_attention_forward``), the heads without a twin
-(token classification, QA); ``is_causal=False`` (5.x's bidirectional masks), refused.
+(token classification, QA); ``is_causal=False`` (5.x's bidirectional masks), refused (by LlamaConfig).
 
 Shape legend as reimpl/llama.py's: B batch, T tokens in this call, S tokens attended to, C hidden
 size, nh query heads, nkv key/value heads, hs head size, W the keys a sliding layer sees.
@@ -74,8 +74,6 @@ class MistralConfig(LlamaConfig):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MistralConfig":
-        if d.get("is_causal") is False:
-            raise ValueError("is_causal=False (transformers 5's bidirectional masks for a decoder) is not supported")
         config = super().from_dict({k: v for k, v in d.items() if k not in cls.ignored})
         given = d.get("layer_types")
         if given is not None and list(given) != [config.layer_type(i) for i in range(config.num_hidden_layers)]:

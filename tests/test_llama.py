@@ -180,6 +180,7 @@ def test_generate_greedy_and_sampled_match_transformers(variant):
         (dict(rope_scaling={"rope_type": "default", "partial_rotary_factor": 0.5}), "partial_rotary_factor"),
         (dict(num_key_value_heads=4), "num_attention_heads 6 is not a multiple of num_key_value_heads 4"),
         (dict(hidden_act="nope"), "nope"),
+        (dict(is_causal=False), "is_causal=False"),
     ],
 )
 def test_unsupported_configs_refused(overrides, message):
@@ -338,3 +339,15 @@ def test_chat_needs_a_template(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "Hello", "--chat", "--max-new-tokens", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("annotate: error: --chat:") and "no chat template" in err and len(err.splitlines()) == 1
+
+
+def test_smollm2_trace_reads_the_stream_not_the_rotation(smollm2_dir):
+    """The tracer's layer view and --grad start from what enters layer 0 (embed_tokens), not from
+    RoPE's cos and sin (recorded before the layers, of another shape, without a gradient)."""
+    from annotate.tracer import trace
+
+    t = trace(SMOLLM2, "The capital of France is", grad=True, progress=False)
+    assert t.entering() == "model.embed_tokens"
+    assert t.layer_summary()[0].norm == t["model.embed_tokens"][0].double().norm(dim=-1).mean().item()
+    assert t.grads["model.embed_tokens"].shape == t["model.embed_tokens"].shape
+    assert "model.rotary_emb.cos" not in t.grads and t.predictions[0].text == " Paris"
