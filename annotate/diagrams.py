@@ -1,8 +1,9 @@
-"""Flow charts of BERT (post-LN) and GPT-2 (pre-LN), drawn from a real trace, as mermaid text.
+"""Flow charts of the architectures (BERT post-LN, GPT-2 pre-LN), drawn from a real trace, as mermaid text.
 
 The guides show each model's data flow as a ```mermaid flowchart (GitHub renders it). The charts
 are not drawn by hand: each box names the stage of ``annotate.trace`` whose tensor it stands for,
-and its shape is read from the trace, so the picture shows what the code computes.
+and its shape is read from the trace, so the picture shows what the code computes. Each chart is
+its architecture's ``CHART`` (annotate/models/<model_type>.py), with the run it is read from:
 
 - ``bert``: the real all-MiniLM-L6-v2 (packaged, offline) on "The cat sat on the mat.";
 - ``gpt2``: the small random GPT-2 of ``annotate.examples.write_gpt2`` (2 blocks, 4 heads,
@@ -17,44 +18,11 @@ shown shape against a fresh trace.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-import tempfile
-from collections.abc import Callable
+
+from annotate.models import INPUT_IDS, Box, Chart  # noqa: F401 (the vocabulary of the charts, annotate/models)
 
 TEXT = "The cat sat on the mat."
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-INPUT_IDS = "input_ids"  # not a recorded stage: the tokens' ids, shape (1, T)
-
-
-@dataclasses.dataclass(frozen=True)
-class Box:
-    """One node of a chart."""
-
-    id: str  # the mermaid node id
-    label: str  # what the step computes; "{...}" fields are filled from the trace (see _facts)
-    stage: str | None = None  # the stage whose shape the box shows ("{layer}": the first layer); None: no shape
-    kind: str = "box"  # "box", "norm" (a LayerNorm, highlighted), "add" (a residual addition), "io" (a layer's input)
-
-
-@dataclasses.dataclass(frozen=True)
-class Chart:
-    name: str
-    title: str  # the subgraph's title; "{...}" fields filled from the trace
-    before: tuple[Box, ...]  # above the repeated layer
-    layer: tuple[Box, ...]  # one layer, drawn once (the title says how many)
-    after: tuple[Box, ...]  # after the last layer
-    edges: tuple[tuple[str, str, str], ...]  # (from, to, label): an arrow, labelled unless label is ""
-    residuals: tuple[tuple[str, str], ...]  # (from, to): a residual connection, drawn dotted
-    trace: Callable  # () -> annotate.tracer.Trace: the run the chart is read from
-
-    @property
-    def boxes(self) -> tuple[Box, ...]:
-        return (*self.before, *self.layer, *self.after)
-
-    def stages(self) -> dict[str, str]:
-        """Node id -> the stage whose shape it shows, for the boxes that show one."""
-        return {box.id: box.stage for box in self.boxes if box.stage is not None}
 
 
 def shape_of(trace, stage: str, layer: int = 0) -> tuple[int, ...]:
@@ -110,130 +78,32 @@ def render(chart: Chart, trace) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The runs the charts are read from.
+# The charts: each architecture's CHART, in annotate/models/<model_type>.py.
 
 
-def bert_trace():
-    """all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads of 32, feed-forward 1536) on TEXT."""
-    import annotate
+def _charts() -> dict:
+    from annotate import code, models
 
-    return annotate.trace(MINILM, TEXT)
-
-
-def gpt2_trace():
-    """The guides' small random GPT-2 (annotate.examples.write_gpt2's defaults) on TEXT."""
-    import annotate
-    from annotate.examples import write_gpt2
-
-    with tempfile.TemporaryDirectory() as folder:
-        return annotate.trace(str(write_gpt2(folder)), TEXT)  # the twin holds its weights in memory
+    found = {}
+    for model_type in code.order():
+        try:
+            chart = models.get(model_type).chart
+        except LookupError:
+            continue
+        if chart is not None:
+            found[chart.name] = chart
+    return found
 
 
-# ---------------------------------------------------------------------------------------------
-# The charts. BERT: LayerNorm *after* each residual addition (post-LN), so the stream between
-# layers is normalised. GPT-2: LayerNorm *before* each sublayer (pre-LN), the residual stream
-# itself is never normalised inside a block, and one last LayerNorm (ln_f) closes the stack.
+CHARTS = _charts()
 
-L = "encoder.layer.{layer}"
-BERT = Chart(
-    name="bert",
-    title="BertLayer × {layers}, post-LN",
-    before=(
-        Box("ids", "input_ids: {tokens}", INPUT_IDS),
-        Box("emb", "word + token type + position embeddings", "embeddings.sum"),
-        Box("emb_ln", "LayerNorm", "embeddings.LayerNorm", "norm"),
-    ),
-    layer=(
-        Box("x", "layer input", kind="io"),
-        Box("qkv", "query, key, value: {heads} heads × {head_size}", f"{L}.attention.self.query"),
-        Box("probs", "softmax(Q·Kᵀ / √{head_size} + mask)", f"{L}.attention.self.probs"),
-        Box("ctx", "probs · V, heads concatenated", f"{L}.attention.self.context"),
-        Box("proj", "attention.output.dense", f"{L}.attention.output.dense"),
-        Box("add1", "+", f"{L}.attention.output.residual", "add"),
-        Box("ln1", "attention.output.LayerNorm", f"{L}.attention.output.LayerNorm", "norm"),
-        Box("up", "intermediate.dense, GELU", f"{L}.intermediate.intermediate_act_fn"),
-        Box("down", "output.dense", f"{L}.output.dense"),
-        Box("add2", "+", f"{L}.output.residual", "add"),
-        Box("ln2", "output.LayerNorm", f"{L}.output.LayerNorm", "norm"),
-    ),
-    after=(
-        Box("out", "last_hidden_state", "last_hidden_state"),
-        Box("pool", "pooler: dense, tanh, on [CLS]'s vector", "pooler.activation"),
-    ),
-    edges=(
-        ("ids", "emb", ""),
-        ("emb", "emb_ln", ""),
-        ("emb_ln", "x", ""),
-        ("x", "qkv", ""),
-        ("qkv", "probs", ""),
-        ("probs", "ctx", ""),
-        ("ctx", "proj", ""),
-        ("proj", "add1", ""),
-        ("add1", "ln1", ""),
-        ("ln1", "up", ""),
-        ("up", "down", ""),
-        ("down", "add2", ""),
-        ("add2", "ln2", ""),
-        ("ln2", "out", "after layer {layers}"),
-        ("out", "pool", ""),
-    ),
-    residuals=(("x", "add1"), ("ln1", "add2")),
-    trace=bert_trace,
-)
-
-H = "transformer.h.{layer}"
-GPT2 = Chart(
-    name="gpt2",
-    title="GPT2Block × {layers}, pre-LN",
-    before=(
-        Box("ids", "input_ids: {tokens}", INPUT_IDS),
-        Box("emb", "wte + wpe: token + position embeddings", "transformer.sum"),
-    ),
-    layer=(
-        Box("x", "block input", kind="io"),
-        Box("ln1", "ln_1 (LayerNorm)", f"{H}.ln_1", "norm"),
-        Box("qkv", "c_attn, split: query, key, value: {heads} heads × {head_size}", f"{H}.attn.query"),
-        Box("probs", "softmax(Q·Kᵀ / √{head_size} + causal mask)", f"{H}.attn.probs"),
-        Box("ctx", "probs · V, heads concatenated", f"{H}.attn.context"),
-        Box("proj", "attn.c_proj", f"{H}.attn.c_proj"),
-        Box("add1", "+", f"{H}.attn.residual", "add"),
-        Box("ln2", "ln_2 (LayerNorm)", f"{H}.ln_2", "norm"),
-        Box("up", "mlp.c_fc, gelu_new", f"{H}.mlp.act"),
-        Box("down", "mlp.c_proj", f"{H}.mlp.c_proj"),
-        Box("add2", "+", f"{H}.mlp.residual", "add"),
-    ),
-    after=(
-        Box("lnf", "ln_f (LayerNorm)", "transformer.ln_f", "norm"),
-        Box("head", "lm_head = wte (tied): a score per vocabulary entry", "lm_head"),
-    ),
-    edges=(
-        ("ids", "emb", ""),
-        ("emb", "x", ""),
-        ("x", "ln1", ""),
-        ("ln1", "qkv", ""),
-        ("qkv", "probs", ""),
-        ("probs", "ctx", ""),
-        ("ctx", "proj", ""),
-        ("proj", "add1", ""),
-        ("add1", "ln2", ""),
-        ("ln2", "up", ""),
-        ("up", "down", ""),
-        ("down", "add2", ""),
-        ("add2", "lnf", "after block {layers}"),
-        ("lnf", "head", ""),
-    ),
-    residuals=(("x", "add1"), ("add1", "add2")),
-    trace=gpt2_trace,
-)
-
-CHARTS = {chart.name: chart for chart in (BERT, GPT2)}
 
 
 def flowchart(name: str, trace=None) -> str:
     """The mermaid text of chart ``name`` ("bert", "gpt2"), read from ``trace`` (default: the
     chart's own run)."""
     chart = CHARTS[name]
-    return render(chart, trace if trace is not None else chart.trace())
+    return render(chart, trace if trace is not None else chart.trace(TEXT))
 
 
 def comment(name: str) -> str:

@@ -14,6 +14,7 @@ here, named by its ``model_type`` (``-`` written ``_``: xlm-roberta is ``xlm_rob
   labels and how its predictions read (``Head``); the tracer, ``--grad`` and the explorer ask it;
 - ``catch_hf(hf, hooks)``: where transformers computes each step the twin records, as forward hooks
   on transformers' model (annotate.capture's ``Hooks``);
+- ``CHART``, if it has one: its flow chart for the guides (annotate/diagrams.py draws it from a trace);
 - ``TWINS``, ``RENAMED`` (``RENAMED_4_57``) and ``CALL_PATH`` for ``annotate source``: the
   transformers names whose math the twin writes elsewhere (the shared pieces' too: the mask it
   builds, its cache), the names that moved between versions, and the classes a reader meets first.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 # What a step is. The explorer sorts stages into the residual stream and its branches by these.
@@ -125,6 +127,40 @@ class Twin:
     focus: tuple[str, str] | None = None
 
 
+INPUT_IDS = "input_ids"  # a chart's first box: not a recorded stage, the tokens' ids, shape (1, T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """One node of a chart."""
+
+    id: str  # the mermaid node id
+    label: str  # what the step computes; "{...}" fields are filled from the trace (see _facts)
+    stage: str | None = None  # the stage whose shape the box shows ("{layer}": the first layer); None: no shape
+    kind: str = "box"  # "box", "norm" (a LayerNorm, highlighted), "add" (a residual addition), "io" (a layer's input)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chart:
+    name: str
+    title: str  # the subgraph's title; "{...}" fields filled from the trace
+    before: tuple[Box, ...]  # above the repeated layer
+    layer: tuple[Box, ...]  # one layer, drawn once (the title says how many)
+    after: tuple[Box, ...]  # after the last layer
+    edges: tuple[tuple[str, str, str], ...]  # (from, to, label): an arrow, labelled unless label is ""
+    residuals: tuple[tuple[str, str], ...]  # (from, to): a residual connection, drawn dotted
+    trace: Callable  # (text) -> annotate.tracer.Trace: the run the chart is read from
+
+    @property
+    def boxes(self) -> tuple[Box, ...]:
+        return (*self.before, *self.layer, *self.after)
+
+    def stages(self) -> dict[str, str]:
+        """Node id -> the stage whose shape it shows, for the boxes that show one."""
+        return {box.id: box.stage for box in self.boxes if box.stage is not None}
+
+
+
 class Knowledge:
     """One architecture's file, read with defaults for what it leaves out."""
 
@@ -165,6 +201,11 @@ class Knowledge:
     @property
     def call_path(self) -> tuple[str, ...]:
         return tuple(getattr(self.module, "CALL_PATH", ()))
+
+    @property
+    def chart(self) -> Chart | None:
+        """Its flow chart for the guides (annotate/diagrams.py), if it has one."""
+        return getattr(self.module, "CHART", None)
 
     def catch_hf(self, hf, hooks) -> None:
         self.module.catch_hf(hf, hooks)

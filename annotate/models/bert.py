@@ -7,7 +7,7 @@ minimum where not), l a layer's index, L the number of layers.
 
 from __future__ import annotations
 
-from annotate.models import Head, Output, Twin, anchors, at, step
+from annotate.models import INPUT_IDS, Box, Chart, Head, Output, Twin, anchors, at, step
 
 # The encoder: embeddings, every layer, its output. RoBERTa and ELECTRA reuse it under their names.
 ENCODER = {
@@ -279,3 +279,63 @@ RENAMED_4_57 = {  # where 4.57 has the name, but where the finder does not index
 
 CALL_PATH = ("BertSelfAttention", "BertLayer", "BertModel", "BertEmbeddings", "BertAttention", "BertSelfOutput",
              "BertIntermediate", "BertOutput", "BertEncoder")
+
+
+# ---------------------------------------------------------------------------------------------
+# The flow chart of guide 1 (annotate/diagrams.py): LayerNorm *after* each residual addition
+# (post-LN), so the stream between layers is normalised. Read from the real all-MiniLM-L6-v2
+# (6 layers, hidden 384, 12 heads of 32, feed-forward 1536).
+
+
+def chart_trace(text: str):
+    import annotate
+
+    return annotate.trace("sentence-transformers/all-MiniLM-L6-v2", text)
+
+
+L = "encoder.layer.{layer}"
+CHART = Chart(
+    name="bert",
+    title="BertLayer × {layers}, post-LN",
+    before=(
+        Box("ids", "input_ids: {tokens}", INPUT_IDS),
+        Box("emb", "word + token type + position embeddings", "embeddings.sum"),
+        Box("emb_ln", "LayerNorm", "embeddings.LayerNorm", "norm"),
+    ),
+    layer=(
+        Box("x", "layer input", kind="io"),
+        Box("qkv", "query, key, value: {heads} heads × {head_size}", f"{L}.attention.self.query"),
+        Box("probs", "softmax(Q·Kᵀ / √{head_size} + mask)", f"{L}.attention.self.probs"),
+        Box("ctx", "probs · V, heads concatenated", f"{L}.attention.self.context"),
+        Box("proj", "attention.output.dense", f"{L}.attention.output.dense"),
+        Box("add1", "+", f"{L}.attention.output.residual", "add"),
+        Box("ln1", "attention.output.LayerNorm", f"{L}.attention.output.LayerNorm", "norm"),
+        Box("up", "intermediate.dense, GELU", f"{L}.intermediate.intermediate_act_fn"),
+        Box("down", "output.dense", f"{L}.output.dense"),
+        Box("add2", "+", f"{L}.output.residual", "add"),
+        Box("ln2", "output.LayerNorm", f"{L}.output.LayerNorm", "norm"),
+    ),
+    after=(
+        Box("out", "last_hidden_state", "last_hidden_state"),
+        Box("pool", "pooler: dense, tanh, on [CLS]'s vector", "pooler.activation"),
+    ),
+    edges=(
+        ("ids", "emb", ""),
+        ("emb", "emb_ln", ""),
+        ("emb_ln", "x", ""),
+        ("x", "qkv", ""),
+        ("qkv", "probs", ""),
+        ("probs", "ctx", ""),
+        ("ctx", "proj", ""),
+        ("proj", "add1", ""),
+        ("add1", "ln1", ""),
+        ("ln1", "up", ""),
+        ("up", "down", ""),
+        ("down", "add2", ""),
+        ("add2", "ln2", ""),
+        ("ln2", "out", "after layer {layers}"),
+        ("out", "pool", ""),
+    ),
+    residuals=(("x", "add1"), ("ln1", "add2")),
+    trace=chart_trace,
+)

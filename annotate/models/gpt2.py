@@ -6,7 +6,7 @@ branch opens with one, and one follows the last block).
 
 from __future__ import annotations
 
-from annotate.models import Head, Output, Twin, anchors, at, step
+from annotate.models import INPUT_IDS, Box, Chart, Head, Output, Twin, anchors, at, step
 
 STEPS = {
     "wte": step("lookup", "E_tok = W_te[input_ids]", at("GPT2Model.forward", "inputs_embeds = self.wte(input_ids)")),
@@ -186,3 +186,66 @@ RENAMED = {  # names of 4.x tutorials (see annotate/models/bert.py)
 }
 
 CALL_PATH = ("GPT2Attention", "GPT2Block", "GPT2Model", "GPT2MLP", "GPT2LMHeadModel", "Conv1D", "DynamicLayer", "DynamicCache")
+
+
+# ---------------------------------------------------------------------------------------------
+# The flow chart of guide 1 (annotate/diagrams.py): LayerNorm *before* each sublayer (pre-LN), the
+# residual stream itself never normalised inside a block, and one last LayerNorm (ln_f) closing the
+# stack. Read from the guides' small random GPT-2 (annotate.examples.write_gpt2: 2 blocks, 4 heads,
+# n_embd 32, its own byte-level BPE of 400 entries).
+
+
+def chart_trace(text: str):
+    import tempfile
+
+    import annotate
+    from annotate.examples import write_gpt2
+
+    with tempfile.TemporaryDirectory() as folder:
+        return annotate.trace(str(write_gpt2(folder)), text)  # the twin holds its weights in memory
+
+
+H = "transformer.h.{layer}"
+CHART = Chart(
+    name="gpt2",
+    title="GPT2Block × {layers}, pre-LN",
+    before=(
+        Box("ids", "input_ids: {tokens}", INPUT_IDS),
+        Box("emb", "wte + wpe: token + position embeddings", "transformer.sum"),
+    ),
+    layer=(
+        Box("x", "block input", kind="io"),
+        Box("ln1", "ln_1 (LayerNorm)", f"{H}.ln_1", "norm"),
+        Box("qkv", "c_attn, split: query, key, value: {heads} heads × {head_size}", f"{H}.attn.query"),
+        Box("probs", "softmax(Q·Kᵀ / √{head_size} + causal mask)", f"{H}.attn.probs"),
+        Box("ctx", "probs · V, heads concatenated", f"{H}.attn.context"),
+        Box("proj", "attn.c_proj", f"{H}.attn.c_proj"),
+        Box("add1", "+", f"{H}.attn.residual", "add"),
+        Box("ln2", "ln_2 (LayerNorm)", f"{H}.ln_2", "norm"),
+        Box("up", "mlp.c_fc, gelu_new", f"{H}.mlp.act"),
+        Box("down", "mlp.c_proj", f"{H}.mlp.c_proj"),
+        Box("add2", "+", f"{H}.mlp.residual", "add"),
+    ),
+    after=(
+        Box("lnf", "ln_f (LayerNorm)", "transformer.ln_f", "norm"),
+        Box("head", "lm_head = wte (tied): a score per vocabulary entry", "lm_head"),
+    ),
+    edges=(
+        ("ids", "emb", ""),
+        ("emb", "x", ""),
+        ("x", "ln1", ""),
+        ("ln1", "qkv", ""),
+        ("qkv", "probs", ""),
+        ("probs", "ctx", ""),
+        ("ctx", "proj", ""),
+        ("proj", "add1", ""),
+        ("add1", "ln2", ""),
+        ("ln2", "up", ""),
+        ("up", "down", ""),
+        ("down", "add2", ""),
+        ("add2", "lnf", "after block {layers}"),
+        ("lnf", "head", ""),
+    ),
+    residuals=(("x", "add1"), ("add1", "add2")),
+    trace=chart_trace,
+)
