@@ -359,10 +359,6 @@ class BertPreTrainedModel(Twin):
         """The twin of a live transformers model of the same class: its config and a copy of its weights."""
         return twin_of(cls, cls.base_class.config_class, model)
 
-    @property
-    def base_model(self) -> nn.Module:
-        return getattr(self, self.base_model_prefix)
-
 
 class BertForMaskedLM(BertPreTrainedModel):
     """Twin of BertForMaskedLM: BertModel without its pooler, then the masked-LM head (cls.predictions)."""

@@ -425,10 +425,6 @@ class GPT2PreTrainedModel(Twin):
     base_model_prefix = "transformer"
     _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
-    @property
-    def base_model(self) -> GPT2Model:
-        return self.transformer
-
 
 class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     """Twin of GPT2LMHeadModel: GPT2Model, then logits over the vocabulary.
@@ -474,7 +470,6 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         record(self, "lm_head", logits)
         loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         return CausalLMOutput(loss=loss, logits=logits)
-
 
 
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):

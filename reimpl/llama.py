@@ -377,10 +377,6 @@ class LlamaPreTrainedModel(Twin):
     base_model_prefix = "model"
     _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
-    @property
-    def base_model(self) -> LlamaModel:
-        return self.model
-
 
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
     """Twin of LlamaForCausalLM: LlamaModel, then logits over the vocabulary (lm_head; tied to
@@ -410,7 +406,6 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         record(self, "lm_head", logits)
         loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         return CausalLMOutput(loss=loss, logits=logits)
-
 
 
 class LlamaForSequenceClassification(LlamaPreTrainedModel):

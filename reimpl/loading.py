@@ -191,6 +191,11 @@ class Twin(nn.Module):
         """What transformers' from_pretrained needs to build the same model."""
         return {}
 
+    @property
+    def base_model(self) -> nn.Module:
+        """A head's base model (under ``base_model_prefix``: ``bert``, ``transformer``, ``model``); a base model itself, as transformers answers."""
+        return getattr(self, getattr(self, "base_model_prefix", ""), self)
+
 
 def twin_of(model_cls, config_cls, module: nn.Module, *args) -> nn.Module:
     """The twin of a live transformers module: its config (a layer has none of its own: a child's),

@@ -351,3 +351,11 @@ def test_smollm2_trace_reads_the_stream_not_the_rotation(smollm2_dir):
     assert t.layer_summary()[0].norm == t["model.embed_tokens"][0].double().norm(dim=-1).mean().item()
     assert t.grads["model.embed_tokens"].shape == t["model.embed_tokens"].shape
     assert "model.rotary_emb.cos" not in t.grads and t.predictions[0].text == " Paris"
+
+
+def test_base_model_as_transformers_answers():
+    """``base_model``: a head's base model under its prefix; a base model is its own (reimpl.loading.Twin)."""
+    hf = random_llama()
+    twin = LlamaForCausalLM.from_hf(hf)
+    assert twin.base_model is twin.model and twin.model.base_model is twin.model
+    assert type(hf.base_model).__name__ == type(twin.base_model).__name__
