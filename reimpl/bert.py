@@ -352,7 +352,6 @@ class BertPreTrainedModel(Twin):
 
     base_class = BertModel
     base_model_prefix = "bert"
-    _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
     @classmethod
     def from_hf(cls, model: nn.Module):

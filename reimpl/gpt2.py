@@ -418,12 +418,11 @@ class GPT2Model(Twin):
 
 
 class GPT2PreTrainedModel(Twin):
-    """What the heads share: GPT2Model under ``transformer``, and the facts the tracer asks for."""
+    """What the heads share: GPT2Model under ``transformer``."""
 
     base_class = GPT2Model
     config_class = GPT2Config
     base_model_prefix = "transformer"
-    _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
 
 class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):

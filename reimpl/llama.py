@@ -375,7 +375,6 @@ class LlamaPreTrainedModel(Twin):
     base_class = LlamaModel
     config_class = LlamaConfig
     base_model_prefix = "model"
-    _tied_weights_keys: dict[str, str] = {}  # target -> source, as transformers declares them
 
 
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):

@@ -176,6 +176,7 @@ class Twin(nn.Module):
     optional part (BERT's pooler) overrides them."""
 
     config_class: type  # the twin's config dataclass
+    _tied_weights_keys: dict[str, str] = {}  # a head's tied weights, target -> source, as transformers declares them
 
     @classmethod
     def checkpoint_args(cls, state: Mapping[str, torch.Tensor]) -> tuple:
