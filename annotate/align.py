@@ -11,7 +11,7 @@ that they compare name by name: in the parity tests, ``--diff`` and its verdict,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -38,6 +38,24 @@ def keep_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, caus
     return keep
 
 
+def seq2seq_keep(attention_mask: torch.Tensor | None, S: int, T: int) -> Callable[[str], torch.Tensor]:
+    """An encoder-decoder's keep masks, by stage name: the encoder's self-attention (B, 1, 1, S)
+    and the decoder's cross-attention see every source token but padding; the decoder's
+    self-attention (1, 1, T, T) sees itself and the earlier target tokens."""
+    source = torch.ones(1, 1, 1, S, dtype=torch.bool) if attention_mask is None else attention_mask[:, None, None, :].bool()
+    causal = torch.ones(T, T, dtype=torch.bool).tril()[None, None]
+
+    def keep(name: str) -> torch.Tensor:
+        return causal if ".decoder." in f".{name}" and ".self_attn." in name else source
+
+    return keep
+
+
+def keep_for(keep: torch.Tensor | Callable[[str], torch.Tensor] | None, name: str) -> torch.Tensor | None:
+    """The keep mask of stage ``name``: one for every stage, or an encoder-decoder's by stage (``seq2seq_keep``)."""
+    return keep(name) if callable(keep) else keep
+
+
 def pairs(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], keep: torch.Tensor | None = None
           ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
     """(name, ours, theirs) per stage of ``ours``, both in one layout; theirs None where it was not
@@ -56,7 +74,7 @@ def pairs(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], keep: 
             yield name, x, None
             continue
         if name.endswith(".scores") and keep is not None:
-            where = keep.to(y.device).expand_as(y)
+            where = keep_for(keep, name).to(y.device).expand_as(y)
             if masked and y.is_floating_point():  # and where the model's own mask keeps it (a sliding window's too)
                 where = where & (y > torch.finfo(y.dtype).min / 2)
             x, y = x[where.to(x.device)], y[where]

@@ -59,6 +59,7 @@ class Hooks:
         # in training, of its probabilities (softmax's output); see ``scores``.
         self.attention_order: list[tuple[str, str | None]] = []
         self.softmax_output: torch.Tensor | None = None  # the last attention softmax's output (4.x, ``probs``)
+        self.dropout_pending: list[tuple[str, str | None]] = []  # ``dropout_input``'s names for the next dropout call
 
     def name(self, module: nn.Module, step: str | None = None) -> str:
         path = self.paths[module]
@@ -126,6 +127,38 @@ class Hooks:
 
         self.handles.append(within.register_forward_pre_hook(enter, with_kwargs=True))
         self.handles.append(within.register_forward_hook(leave, with_kwargs=True))
+
+    def inside(self, module: nn.Module, owner: nn.Module, step: str) -> None:
+        """The module's output, while ``owner`` runs, is ``<owner's path>.<step>``: for a module
+        that several owners call (4.57's Marian encoder and decoder share one embedding module)."""
+        running = False
+
+        def enter(owner, args):
+            nonlocal running
+            running = True
+
+        def leave(owner, args, output):
+            nonlocal running
+            running = False
+
+        def hook(module, args, output):
+            if running:
+                self.keep(self.name(owner, step), output)
+
+        self.handles.append(owner.register_forward_pre_hook(enter))
+        self.handles.append(owner.register_forward_hook(leave))
+        self.handles.append(module.register_forward_hook(hook))
+
+    def dropout_input(self, owner: nn.Module, step: str) -> None:
+        """The input of the first ``nn.functional.dropout`` that ``owner``'s forward calls is
+        ``<owner's path>.<step>`` (Marian's embeddings sum: no module takes it in); in training its
+        output is ``<owner's path>.dropout``, as the twin's Dropout records it. Caught by the
+        dropout spy of ``hf_states``."""
+
+        def enter(owner, args):
+            self.dropout_pending.append((self.name(owner, step), self.name(owner, "dropout") if owner.training else None))
+
+        self.handles.append(owner.register_forward_pre_hook(enter))
 
     def before(self, module: nn.Module, owner: nn.Module, step: str) -> None:
         """The module's first input is ``<owner's path>.<step>`` (a residual sum, the value before a norm)."""
@@ -261,11 +294,24 @@ def hf_states(hf: nn.Module, grads: bool = False) -> Iterator[Recording]:
                 hooks.keep(probs, y)
         return y
 
+    real_dropout = F.dropout
+
+    def dropout_spy(x, *args, **kwargs):
+        y = real_dropout(x, *args, **kwargs)
+        if hooks.dropout_pending:  # the first dropout of a forward that ``dropout_input`` watches
+            before, after = hooks.dropout_pending.pop()
+            hooks.keep(before, x)
+            if after is not None:
+                hooks.keep(after, y)
+        return y
+
     F.softmax = spy
+    F.dropout = dropout_spy
     try:
         yield caught
     finally:
         F.softmax = real_softmax
+        F.dropout = real_dropout
         hooks.remove()
 
 

@@ -92,6 +92,7 @@ class Record:
     default: str
     layers: str  # "encoder.layer": where the layers' stage names start, inside the base model
     attention: str  # "attention.self"
+    encoder: str = ""  # an encoder-decoder's encoder layers ("encoder.layers"); "" for one stack
 
     @property
     def hf_module(self) -> str:
@@ -138,6 +139,7 @@ def records() -> dict[str, Record]:
             default=fields.get("default") or fields["base"],
             layers=fields.get("layers") or "",
             attention=fields.get("attention") or "",
+            encoder=fields.get("encoder") or "",
         )
         out[record.model_type] = record
     return out

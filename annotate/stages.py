@@ -498,11 +498,14 @@ def _base_prefix(record: code.Record) -> str:
 
 def step_of(model_type: str, stage: str) -> str:
     """``bert.encoder.layer.3.attention.self.probs`` -> ``attention.self.probs``; ``transformer.h.3`` -> ``h.N``;
+    an encoder-decoder's ``model.decoder.layers.3.encoder_attn.probs`` -> ``decoder.layers.N.encoder_attn.probs``;
     a list inside a layer is numbered N too (ALBERT's ``encoder.layer.3.albert_layers.1.ffn`` -> ``albert_layers.N.ffn``)."""
     record = code.records()[model_type]
     prefix = _base_prefix(record)
     if prefix and stage.startswith(prefix + "."):
         stage = stage[len(prefix) + 1 :]
+    if record.encoder:  # two stacks: the step keeps its stack's path, every number N ("decoder.layers.N.encoder_attn.probs")
+        return ".".join("N" if p.isdigit() else p for p in stage.split("."))
     if record.layers and stage.startswith(record.layers + "."):
         number, _, inner = stage[len(record.layers) + 1 :].partition(".")
         if number.isdigit():
@@ -631,7 +634,7 @@ def suggest(name: str, model: str | None = None) -> tuple[list[str], str]:
     ends = [p for p in pool if p.endswith("." + asked)]  # a step without its layer: "attention.self.probs"
     firsts = {pool[p][0]: p for p in reversed(ends)}  # each model type's first such name, before the others
     ends = sorted(ends, key=lambda p: p not in firsts.values())
-    close = ends[:5] or difflib.get_close_matches(asked, list(pool), n=5, cutoff=0.75)
+    close = ends[: max(5, len(firsts))] or difflib.get_close_matches(asked, list(pool), n=5, cutoff=0.75)  # every model type's own name
     names = []
     for pattern in close:
         given = iter(numbers)

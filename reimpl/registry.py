@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import albert, bert, distilbert, electra, gpt2, llama, mistral, qwen2, qwen3, roberta, xlm_roberta
+from . import albert, bart, bert, distilbert, electra, gpt2, llama, marian, mistral, qwen2, qwen3, roberta, xlm_roberta
 from .architecture import Architecture
 from .loading import CheckpointError, build, read_config, read_state_dict, resolve
 
@@ -29,6 +29,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         mistral.ARCHITECTURE,
         qwen2.ARCHITECTURE,
         qwen3.ARCHITECTURE,
+        marian.ARCHITECTURE,
+        bart.ARCHITECTURE,
     )
 }
 

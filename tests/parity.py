@@ -56,7 +56,10 @@ def assert_states_equal(hf: nn.Module, twin: nn.Module, keep: torch.Tensor | Non
         else:
             assert torch.equal(value, seen), f"output {field} differs: max |diff| {(value - seen).abs().max():.3g}"
 
-    if keep is None:
+    if keep is None and arch.encoder:  # an encoder-decoder: each attention its own mask
+        T = inputs.get("decoder_input_ids", inputs["input_ids"]).shape[1]
+        keep = align.seq2seq_keep(inputs.get("attention_mask"), inputs["input_ids"].shape[1], T)
+    elif keep is None:
         keep = align.keep_mask(inputs["input_ids"], inputs.get("attention_mask"), arch.causal)
     compared = 0
     for name, value, seen in align.pairs(ours, theirs, keep):  # scores: where keys are kept
@@ -66,7 +69,7 @@ def assert_states_equal(hf: nn.Module, twin: nn.Module, keep: torch.Tensor | Non
             # and where a key is not kept, softmax saw the mask's minimum (fp32; GPT-2's fp16 upcast
             # path adds an fp16 mask to fp32 scores)
             softmax_input = theirs[name + "+mask"]
-            hidden = softmax_input[~keep.to(softmax_input.device).expand_as(softmax_input)]
+            hidden = softmax_input[~align.keep_for(keep, name).to(softmax_input.device).expand_as(softmax_input)]
             assert (hidden <= torch.finfo(torch.float32).min / 2).all(), f"{name}: a masked key is not at the mask's minimum"
         compared += 1
     return compared

@@ -87,7 +87,7 @@ def test_bin_is_data_only(tmp_path, hf):
         (lambda d: None, "has no config.json"),
         (lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "has no model.safetensors or pytorch_model.bin"),
         (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
-        (lambda d: (d / "config.json").write_text('{"model_type": "t5"}'), "model_type 't5' is not supported; supported: albert, bert, distilbert, electra, gpt2, llama, mistral, qwen2, qwen3, roberta, xlm-roberta"),
+        (lambda d: (d / "config.json").write_text('{"model_type": "t5"}'), "model_type 't5' is not supported; supported: albert, bart, bert, distilbert, electra, gpt2, llama, marian, mistral, qwen2, qwen3, roberta, xlm-roberta"),
         (lambda d: (d / "config.json").write_text('{"model_type": "bert", "hidden_act": "xielu"}'), "activation 'xielu' is not supported"),
     ],
 )
