@@ -9,9 +9,16 @@ In Python (a notebook)::
     t["encoder.layer.0.attention.self.probs"]  # any recorded tensor by its stage name
     t.layer_summary()                          # one line per layer, as the terminal's default view
     t.to_dict()                                # plain data, as `annotate trace --json`
+
+Grading your own module against transformers (annotate/grader.py)::
+
+    from annotate import check, record         # record("scores", s) inside your forward names a step
+    check(MyAttention, "bert-attention")       # a report: a verdict per step, a diagnosis (a page in a notebook)
 """
 
 __version__ = "0.1.0"
+
+from annotate.recorder import record  # noqa: E402  (a leaf module: no torch import)
 
 
 def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5):
@@ -21,3 +28,14 @@ def trace(model: str, text: str, *, diff: bool = False, top_k: int = 5):
     from annotate.tracer import trace as run
 
     return run(model, text, diff=diff, top_k=top_k, progress=False)
+
+
+def check(module_or_class, kind: str, *, model: str | None = None, layer: int = 0, weights: dict[str, str] | None = None):
+    """Grade your own module (a class, built as ``CLASS(config)``, or a module, whose copy is given
+    the weights) as ``kind`` against transformers, step by step, on real weights: an
+    annotate.grader.Report (a page in a notebook; ``to_dict()``). The steps you name with
+    ``annotate.record(name, tensor)`` in its forward are compared; ``annotate check --list`` lists
+    the kinds. ``weights``: your parameter names -> transformers' (default: ``WEIGHTS`` of the class or its module)."""
+    from annotate.grader import check as grade
+
+    return grade(module_or_class, kind, model=model, layer=layer, weights=weights)

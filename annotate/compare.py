@@ -16,10 +16,10 @@ much as before. So, per stage:
 - ``"equal"``: the two runs gave the same bits;
 - ``"rounding"``: they differ, and the float64 runs agree to ``ROUNDING_BOUND``;
 - ``"math"``: the float64 runs still differ by more: the two compute different things. The first
-  such stage in forward order is where the difference starts (``first_math``).
-
-A stage one side does not have (the sdpa path computes the scores and probabilities inside one
-fused kernel) has no verdict (None).
+  such stage in forward order is where the difference starts (``first_math``);
+- ``"absent"``: the other run has no such stage, so there is no difference to measure (the sdpa
+  path computes the scores and probabilities inside one fused kernel and never returns them;
+  ``Comparison.absent`` says why, for the views).
 
 The bound, ``ROUNDING_BOUND = 2**-36`` of the stage's largest |value| over both float64 runs:
 float64's unit roundoff is 2**-53, so the bound allows 2**17 (131072) units of float64 rounding,
@@ -51,6 +51,8 @@ ROUNDING_BOUND = 2.0**-36  # relative to the stage's largest |value| in the floa
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AGAINST = ("eager", "sdpa")  # transformers' attention paths; anything else is a second checkpoint
+# Why the sdpa path has no scores and probabilities: the verdict "absent" (the views say it).
+FUSED = "computes the attention scores and probabilities inside one fused kernel (torch's scaled_dot_product_attention) and never returns them"
 
 
 @dataclasses.dataclass
@@ -68,11 +70,12 @@ class Comparison:
     a: str  # the runs' labels
     b: str
     diffs: dict[str, float | None]  # max |a - b| per stage of a; None where b has no such stage
-    verdicts: dict[str, str | None]  # "equal", "rounding", "math"; None where not compared
+    verdicts: dict[str, str | None]  # "equal", "rounding", "math", "absent" (b has no such stage)
     diffs64: dict[str, float | None] | None = None  # the float64 runs' max |a - b|; None when nothing differed
     scales64: dict[str, float] | None = None  # the float64 runs' largest |value| per stage
     logits_diff: float | None = None  # a head's outputs (not a stage)
     logits_verdict: str | None = None
+    absent: str | None = None  # why b has no value for the "absent" stages, where it is known (sdpa: FUSED)
 
     def first_math(self) -> str | None:
         """The first stage, in forward order, whose verdict is "math": where the two runs start to compute different things."""
@@ -114,10 +117,11 @@ def stage_scales(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keep: t
 
 
 def verdict(diff: float | None, diff64: float | None, scale64: float | None) -> str | None:
-    """"equal" (same bits), "rounding" (the float64 runs agree to ROUNDING_BOUND of the scale) or
-    "math"; None where the stage was not compared."""
+    """"equal" (same bits), "rounding" (the float64 runs agree to ROUNDING_BOUND of the scale),
+    "math", or "absent" where the other run has no such stage (``diff`` None); None where the
+    float64 runs were not made."""
     if diff is None:
-        return None
+        return "absent"
     if diff == 0.0:
         return "equal"
     if diff64 is None or scale64 is None:
@@ -225,12 +229,21 @@ def quiet_transformers():
 
 def load_transformers(folder: Path, twin, attn: str, dtype: torch.dtype):
     """transformers' own model of the twin's class (the twins carry transformers' class names) from
-    ``folder``, with the ``attn`` implementation, in ``dtype``, in eval mode; quietly."""
+    ``folder``, with the ``attn`` implementation, in ``dtype``, in eval mode; quietly.
+
+    One copy of the weights: where the twin was loaded keeping its checkpoint's tensors
+    (``annotate.tracer.load``), transformers is given those same tensors, the
+    file's keys and values, as its ``state_dict`` (annotate/shared_weights.py)."""
     import transformers
+
+    from annotate import shared_weights
 
     with quiet_transformers():
         try:
             cls = getattr(transformers, type(twin).__name__)
+            if (state := shared_weights.state_dict_for(twin, folder, dtype)) is not None:
+                config = cls.config_class.from_pretrained(folder)
+                return cls.from_pretrained(None, config=config, state_dict=state, attn_implementation=attn, dtype=dtype, **twin.hf_kwargs()).eval()
             return cls.from_pretrained(folder, attn_implementation=attn, dtype=dtype, **twin.hf_kwargs()).eval()
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -272,7 +285,9 @@ def against_transformers(folder: Path, twin, inputs, states, output, *, against:
     a = twin_run(twin, inputs, "twin (fp32)")
     b = transformers_run(folder, twin, inputs, against, DTYPES[dtype], device, causal)
     sb, ob = b.states(None)
-    return compare(a, b, keep, head=head, first=(states, output, sb, ob))
+    out = compare(a, b, keep, head=head, first=(states, output, sb, ob))
+    out.absent = FUSED if against == "sdpa" else None
+    return out
 
 
 def against_checkpoint(twin, other, inputs, states, output, *, label_a: str, label: str, keep: torch.Tensor | None = None) -> Comparison:

@@ -160,12 +160,31 @@
       const s = STAGE.get(D.first_divergence);
       verdict = el("span", { class: "verdict differs", title: "show it", onclick: () => select(D.first_divergence) }, `--diff: first divergence at ${D.first_divergence} (max |Δ| ${fmt(s.diff)})`);
     }
-    const tokens = el("div", { class: "tokens", id: "tokens" }, D.tokens.map((t, i) =>
-      el("span", { class: "tok" + (D.unknown.includes(i) ? " unk" : ""), title: `token ${i} · id ${D.ids[i]} · vocabulary: ${D.vocab_tokens[i]}` + (D.unknown.includes(i) ? " · unknown to the vocabulary" : "") }, t, el("sub", { text: String(i) }))));
+    const tokens = el("div", { class: "tokens", id: "tokens" }, tokenStrip());
     return el("header", {},
       el("div", { class: "title" }, el("h1", {}, el("span", { class: "brand" }, "annotate · "), D.model), el("span", { class: "facts" }, facts.join(" · ")), verdict),
       el("div", { class: "text-line", title: D.text }, "text: ", el("q", { text: D.text })),
       tokens);
+  }
+
+  // The tokens, one chip each; a byte-level BPE's pieces of one character (GPT-2 and Llama on
+  // Chinese text: 我 as two or three byte tokens) in one box that shows the character once, each
+  // piece a chip with its index (its bytes in its title).
+  function tokenStrip() {
+    const P = D.pieces || [], out = [];
+    let group = null;
+    for (let i = 0; i < T; i++) {
+      const piece = P[i], unk = D.unknown.includes(i);
+      const title = `token ${i} · id ${D.ids[i]} · vocabulary: ${D.vocab_tokens[i]}` + (unk ? " · unknown to the vocabulary" : "")
+        + (piece ? ` · bytes ${(D.display_tokens || D.tokens)[i]}: piece ${piece[1]} of ${piece[2]} of “${piece[0]}”` : "");
+      if (!piece) { group = null; out.push(el("span", { class: "tok" + (unk ? " unk" : ""), title }, D.tokens[i], el("sub", { text: String(i) }))); continue; }
+      if (piece[1] === 1 || !group) {
+        group = el("span", { class: "tok-char", "data-char": piece[0], title: `tokens ${i}–${i + piece[2] - 1}: the ${piece[2]} byte tokens of “${piece[0]}” (the vocabulary has no token for it)` }, el("span", { class: "ch", text: piece[0] }));
+        out.push(group);
+      }
+      group.append(el("span", { class: "tok piece", title }, el("sub", { text: String(i) })));
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -575,7 +594,7 @@
   }
 
   // ------------------------------------------------------------------------------------------
-  // Attention: one head large, beside it the bertviz-style view; below, every head of every layer.
+  // Attention: one head large, beside it the same head as lines between the tokens; below, every head of every layer.
 
   function attentionPanel() {
     const p = document.getElementById("attention-panel");
@@ -917,6 +936,76 @@
   }
 
   // ------------------------------------------------------------------------------------------
+  // The logit lens (annotate trace --lens): each layer's output read through the final norm and the
+  // head; a row per layer, a column per position, each cell its top token coloured by probability.
+
+  const LENS = D.lens || null;
+  const probColor = (p) => { const i = Math.round(Math.min(1, Math.max(0, p)) * 255) * 3; return `rgb(${LUT[i]}, ${LUT[i + 1]}, ${LUT[i + 2]})`; };
+  // From which layer on the final answer stays top-1 (to the last layer), per position.
+  // A predicted token as the page shows it: a byte piece that is the text's own token there (the
+  // next one for a causal LM, the one at the position for a masked LM) as that piece of its
+  // character ("都 2/2"), else as the terminal shows it ("␣Paris", "<83>").
+  const lensName = (c, i) => {
+    const j = LENS.reads === "next-token" ? i + 1 : i;
+    return j < T && D.pieces && D.pieces[j] && c.id === D.ids[j] ? D.tokens[j] : c.display;
+  };
+  const lensStays = (i) => { let l = LENS.layers.length - 1; while (l > 0 && LENS.top[l - 1][i][0].id === LENS.final[i]) l--; return l; };
+  function lensPanel() {
+    const p = document.getElementById("lens-panel"), Z = LENS, NLZ = Z.layers.length, causal = Z.reads === "next-token";
+    const through = (Z.norms.length ? `the final norm (${Z.norms.join(", ")}), then ` : "")
+      + (causal ? `the LM head (${Z.head.join(", ")})` : `the whole MLM head (${Z.head.join(", ")}: its transform, dense, activation and LayerNorm, then its decoder)`);
+    const ramp = el("canvas", { class: "ramp", width: "120", height: "1" });
+    const rc = ramp.getContext("2d");
+    for (let x = 0; x < 120; x++) { rc.fillStyle = probColor(x / 119); rc.fillRect(x, 0, 1, 1); }
+    p.append(el("div", { class: "card" },
+      el("h3", { text: causal ? "logit lens: what each layer would predict next" : "logit lens: what each layer would put at each position" }),
+      el("div", { class: "hint" }, `Each layer's output put through ${through}: `,
+        causal ? "in each cell, the likeliest next token after that position had the model stopped after that layer, with its probability."
+          : "in each cell, the token the MLM head would put at that position from that layer's output, with its probability (the head learned to read the last layer only: earlier rows show what it makes of earlier layers).",
+        ` The last row is the model's own logits, bit for bit. Hover or click a cell for its top ${Z.k}.`),
+      el("div", { class: "scale lens-key" }, "probability 0", ramp, "1", el("span", { class: "lk final" }, "bold"), " already the final answer", el("span", { class: "lk first" }, "ringed"), " where the final answer first becomes top-1")));
+    const head = el("tr", {}, el("th", { class: "corner", text: causal ? "layer \\ after" : "layer \\ at" }),
+      D.tokens.map((t, i) => el("th", { class: "pos", title: `token ${i} · ${D.vocab_tokens[i]}` }, el("span", { class: "pt", text: t }), el("sub", { text: String(i) }))));
+    const body = [];
+    for (let l = 0; l < NLZ; l++) {
+      const row = el("tr", { "data-lens-row": String(Z.layers[l]) }, el("th", { class: "lay", text: l === NLZ - 1 ? `${Z.layers[l]} (out)` : String(Z.layers[l]) }));
+      for (let i = 0; i < T; i++) {
+        const top = Z.top[l][i][0], fin = top.id === Z.final[i], first = Z.first[i] === l;
+        const cell = el("td", {
+          class: "lc" + (fin ? " final" : "") + (first ? " first" : ""), "data-lens-cell": `${Z.layers[l]},${i}`, "data-prob": String(top.prob),
+          "data-final": fin ? "" : null, "data-lens-first": first ? "" : null, tabindex: "0",
+          style: `background: ${probColor(top.prob)}; color: ${top.prob > 0.5 ? "#fff" : "var(--ink)"}`,
+          onclick: () => lensDetail(l, i), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); lensDetail(l, i); } },
+          onmousemove: (ev) => showTip(ev, `layer ${Z.layers[l]}, ${causal ? "after" : "at"} ${tokName(i)}\n` + Z.top[l][i].map((c, r) => `${r + 1}. ${lensName(c, i)}  ${pct(c.prob)}`).join("\n") + (first ? "\nthe final answer's first layer as top-1" : "")),
+          onmouseleave: hideTip,
+        }, el("span", { class: "lt", text: lensName(top, i) }), el("span", { class: "lp", text: pct(top.prob) }));
+        row.append(cell);
+      }
+      body.push(row);
+    }
+    const rows = [el("thead", {}, head), el("tbody", {}, body)];
+    if (causal) rows.push(el("tfoot", {}, el("tr", { class: "actual" }, el("th", { class: "lay", text: "the text" }),
+      D.tokens.map((t, i) => el("td", { title: i + 1 < T ? `the text goes on with token ${i + 1}` : "the end of the text" }, i + 1 < T ? D.tokens[i + 1] : "–")))));
+    p.append(el("div", { class: "card lens-detail", id: "lens-detail" }),
+      el("div", { class: "card" }, el("div", { class: "lens-scroll" }, el("table", { class: "lens-grid", "data-lens": "" }, rows))));
+    lensDetail(NLZ - 1, T - 1); // the model's own answer after the last token
+  }
+  function lensDetail(l, i) {
+    const Z = LENS, causal = Z.reads === "next-token", card = document.getElementById("lens-detail");
+    document.querySelectorAll(".lens-grid td.on").forEach((c) => c.classList.remove("on"));
+    const cell = document.querySelector(`[data-lens-cell="${Z.layers[l]},${i}"]`);
+    if (cell) cell.classList.add("on");
+    const fin = Z.final[i], answer = Z.top.at(-1)[i][0], stays = lensStays(i);
+    card.replaceChildren(el("h3", { text: `layer ${Z.layers[l]}${l === Z.layers.length - 1 ? " (the model's output)" : ""}, ${causal ? "the next token after" : "position"} ${tokName(i)}: its top ${Z.k}` }),
+      el("div", { class: "lens-top" }, Z.top[l][i].map((c, r) => el("span", { class: "lens-cand" + (c.id === fin ? " final" : ""), title: `id ${c.id} · ${c.display}` + (c.id === fin ? " · the final answer" : "") },
+        el("span", { class: "r", text: `${r + 1}.` }), el("span", { class: "t", text: lensName(c, i) }), el("span", { class: "bar" }, el("i", { style: `width: ${(100 * c.prob).toFixed(1)}%` })), el("span", { class: "p", text: pct(c.prob) })))),
+      el("div", { class: "hint", "data-lens-summary": "" }, `The final answer here is “${lensName(answer, i)}” (${pct(answer.prob)} after the last layer): top-1 first after layer ${Z.layers[Z.first[i]]}`,
+        stays === Z.first[i] ? ", and from there on." : `, and for good from layer ${Z.layers[stays]} on.`,
+        Z.top[l][i].some((c) => c.id === fin) ? "" : ` At layer ${Z.layers[l]} it is not among the top ${Z.k}.`));
+    card.dataset.cell = `${Z.layers[l]},${i}`;
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Tabs, keys, start.
 
   function showTab(name) {
@@ -928,16 +1017,18 @@
   function main() {
     const app = document.getElementById("app");
     const right = el("section", { id: "right" },
-      el("nav", { class: "tabs", role: "tablist" }, [["stage", "Stage"], ["attention", "Attention"], ["stream", "Residual stream"], ["predictions", "Predictions"]].map(([k, label]) =>
+      el("nav", { class: "tabs", role: "tablist" }, [["stage", "Stage"], ["attention", "Attention"], ["stream", "Residual stream"], ["predictions", "Predictions"], LENS ? ["lens", "Logit lens"] : null].filter(Boolean).map(([k, label]) =>
         el("button", { role: "tab", "data-tab": k, "aria-selected": "false", onclick: () => showTab(k) }, label))),
       el("div", { class: "panel", id: "stage-panel" }),
       el("div", { class: "panel", id: "attention-panel" }),
       el("div", { class: "panel", id: "stream-panel" }),
-      el("div", { class: "panel", id: "predictions-panel" }));
+      el("div", { class: "panel", id: "predictions-panel" }),
+      LENS ? el("div", { class: "panel", id: "lens-panel" }) : null);
     app.replaceChildren(header(), el("main", {}, el("aside", { id: "flow-pane" }, flowChart()), right), tip);
     attentionPanel();
     streamPanel();
     predictionsPanel();
+    if (LENS) lensPanel();
     document.addEventListener("keydown", (ev) => {
       if (state.tab !== "attention" || ev.target.tagName === "INPUT") return;
       const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[ev.key];

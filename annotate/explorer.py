@@ -21,6 +21,11 @@ What it shows, and what it is made from here (the page's script only draws):
   (round(p * 65535): a step of 1.5e-5), base64, in one block the script decodes on first use;
 - the residual stream: the norm |h| of each token's hidden state at every point of the stream;
 - the head's predictions (next tokens, [MASK] answers, labels, replaced tokens);
+- ``lens`` (``annotate trace --lens``): annotate/lens.py's result, per layer and position the top
+  tokens with their probabilities; ``final``, the model's own answer at each position (the last
+  layer's top-1) and ``first``, the first layer where that answer is already top-1;
+- the tokens as a reader reads them: a byte-level BPE's pieces of one character (GPT-2 and Llama
+  on Chinese text) shown as that character (``token_labels``: "我 1/2"; ``pieces`` says which);
 - what a modern decoder (Llama) adds, only where the trace has the stages (found by kind and
   shape, read from the values; BERT's and GPT-2's page data carry none of it): a norm whose
   formula says RMSNorm is labelled so; ``rope``: RoPE's angle per position and pair of dimensions,
@@ -36,7 +41,11 @@ page adds: ``[data-rope]`` (the angles' card of a rotary stage, its canvas ``[da
 ``[data-kv-group="G"]`` on the heads (and their bands) that share K/V head G, ``[data-gqa]`` (the
 legend), ``[data-gate="L"]`` (the gate's card of layer L's gated MLP stages, with
 ``[data-gate-token]``, ``[data-gate-series]``, ``[data-gate-closed]`` and ``[data-gate-map]``), and
-a ``.tag[data-norm="RMSNorm"]`` on each RMSNorm's box.
+a ``.tag[data-norm="RMSNorm"]`` on each RMSNorm's box. A trace with ``lens`` adds the tab
+``[data-tab="lens"]``: ``[data-lens-cell="L,i"]`` per layer and position (``data-prob``, and
+``data-final`` where it is the final answer), ``[data-lens-first]`` on the cell where position
+i's final answer first becomes top-1; clicking a cell fills ``#lens-detail``. A byte-level
+character's pieces sit in one ``.tok-char[data-char]`` in the token strip.
 """
 
 from __future__ import annotations
@@ -503,6 +512,57 @@ def explanations(trace) -> tuple[list[dict[str, Any]], list[int | None]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Tokens as a reader reads them, and the logit lens.
+
+
+def pieces(n: int, characters) -> list[list[Any] | None]:
+    """Per position, ``[character, k, of]`` for the k-th (from 1) of ``of`` byte-level tokens that
+    together spell ``character`` (annotate/tracer.py Tokenizer.characters: (first, last, text)), else
+    None."""
+    out: list[list[Any] | None] = [None] * n
+    for first, last, text in characters:
+        for i in range(first, last + 1):
+            out[i] = [text, i - first + 1, last - first + 1]
+    return out
+
+
+def token_labels(display: list[str], characters) -> list[str]:
+    """The tokens as the page writes them (canvases, tooltips, the lens' columns): the terminal's
+    display ("␣cat"), and a piece of a character as that character, "我" alone or "我 1/3" for the
+    first of three (annotate/render.py's position labels do the same)."""
+    out = list(display)
+    for i, piece in enumerate(pieces(len(display), characters)):
+        if piece is not None:
+            text, k, of = piece
+            out[i] = text if of == 1 else f"{text} {k}/{of}"
+    return out
+
+
+def lens(trace) -> dict[str, Any] | None:
+    """The logit lens as the page draws it (None without --lens): per layer (``layers``), per
+    position, the top tokens ``[{id, display, prob}]``, likeliest first (``top[l][i]``); ``final``,
+    the model's own answer at each position (the last layer's top-1); ``first``, per position, the
+    index in ``layers`` of the first layer whose top-1 is already that answer. ``reads``, ``norms``
+    and ``head``: what the rows went through (annotate/lens.py)."""
+    found = getattr(trace, "lens", None)
+    if found is None or not found.layers:
+        return None
+    top = [[[{"id": p.id, "display": p.display, "prob": _round(p.prob)} for p in row] for row in entry.top] for entry in found.layers]
+    final = [row[0]["id"] for row in top[-1]]
+    first = [next(l for l, rows in enumerate(top) if rows[i][0]["id"] == final[i]) for i in range(len(final))]
+    return {
+        "reads": found.reads,
+        "norms": list(found.norms),
+        "head": list(found.head),
+        "k": len(top[0][0]) if top[0] else 0,
+        "layers": [entry.layer for entry in found.layers],
+        "top": top,
+        "final": final,
+        "first": first,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # The page.
 
 
@@ -542,7 +602,9 @@ def _data(trace) -> dict[str, Any]:
         "model_class": trace.model_class,
         "model_type": trace.model_type,
         "text": trace.text,
-        "tokens": list(trace.display_tokens),
+        "tokens": token_labels(list(trace.display_tokens), trace.characters),
+        "display_tokens": list(trace.display_tokens),
+        "pieces": pieces(len(trace.tokens), trace.characters),
         "vocab_tokens": list(trace.tokens),
         "ids": list(trace.ids),
         "unknown": list(trace.unknown),
@@ -576,8 +638,8 @@ def _data(trace) -> dict[str, Any]:
         "labels": plain.get("labels"),
         "replaced": plain.get("replaced"),
     }
-    # What a modern decoder adds, only where the trace has it (BERT's and GPT-2's data are as before).
-    for key, value in (("rope", rope(trace)), ("gqa", gqa(trace)), ("gates", gates(trace, chart))):
+    # What a modern decoder adds, and the logit lens (--lens), only where the trace has them (BERT's and GPT-2's data are as before).
+    for key, value in (("rope", rope(trace)), ("gqa", gqa(trace)), ("gates", gates(trace, chart)), ("lens", lens(trace))):
         if value is not None:
             out[key] = value
     return out

@@ -14,6 +14,12 @@ tests run (tests/test_guides.py; the rules are in guides/README.md):
 cells, ```python blocks into code cells, ``$ annotate ...`` lines into ``!annotate ...`` cells;
 a block written for the other major version of transformers, or for a model from the hub that is
 not in the cache, stays visible as Markdown so that "Run all" runs what the guide's test runs.
+
+``folder()``: where the guides are. An installed package (a wheel, ``pip install .``) carries them
+as ``annotate/_guides/`` (pyproject.toml maps the repository's guides/ there); a checkout, or an
+editable install of one, reads guides/ beside the package. ``index()`` lists them with their
+numbers and titles (``annotate guide list``), ``find(3, "zh-CN")`` gives one by number
+(``annotate notebook 3 --lang zh-CN``).
 """
 
 from __future__ import annotations
@@ -141,6 +147,60 @@ def notebook(path: Path) -> dict:
 
 
 LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")  # a translation's folder: guides/zh-CN/
+LANGUAGES = {"en": "English", "zh-CN": "简体中文"}  # the guides' languages: "en" in guides/, the others in guides/LANG/
+NUMBERED = re.compile(r"^(\d+)-[^/]*\.md$")  # a guide's file name: 03-attention.md
+TITLE = re.compile(r"^#\s+(?:\d+\.\s*)?(.*?)\s*$", re.MULTILINE)  # its first heading: "# 3. Scaled dot-product ..."
+
+
+def folder() -> Path:
+    """The English guides' folder: the installed package's copy (annotate/_guides), else the
+    checkout's guides/ beside the package."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_guides"
+    return packaged if packaged.is_dir() else here.parent / "guides"
+
+
+@dataclass
+class Guide:
+    number: int
+    lang: str  # "en", "zh-CN"
+    title: str  # its first heading, without the number
+    path: Path
+
+
+def index(lang: str | None = None) -> list[Guide]:
+    """The numbered guides of ``lang`` (None: every language), in order of language, then number."""
+    from annotate.errors import UserError
+
+    if lang is not None and lang not in LANGUAGES:
+        raise UserError(f"no guides in {lang!r}: the languages are {', '.join(LANGUAGES)}")
+    root = folder()
+    if not root.is_dir():
+        raise UserError(f"the guides are not installed (no {root}): reinstall annotate-transformers, or run from a clone")
+    out = []
+    for language in LANGUAGES if lang is None else (lang,):
+        where = root if language == "en" else root / language
+        for path in sorted(where.glob("*.md")) if where.is_dir() else ():
+            if match := NUMBERED.match(path.name):
+                heading = TITLE.search(path.read_text(encoding="utf-8"))
+                out.append(Guide(int(match.group(1)), language, heading.group(1) if heading else path.stem, path))
+    return out
+
+
+def find(number: str | int, lang: str = "en") -> Path:
+    """The guide numbered ``number`` ("3", "03", 3) in ``lang``."""
+    from annotate.errors import UserError
+
+    guides = index(lang)
+    try:
+        wanted = int(number)
+    except ValueError:
+        wanted = None
+    for guide in guides:
+        if guide.number == wanted:
+            return guide.path
+    numbers = ", ".join(str(g.number) for g in guides)
+    raise UserError(f"no guide {number!r} in {LANGUAGES[lang]}: they are {numbers} (annotate guide list)")
 
 
 def notebook_name(path: Path) -> str:

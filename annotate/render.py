@@ -284,7 +284,7 @@ def _stage_rows(trace, stages, width: int, prefix: str, explain) -> list[Text]:
     names = [s.name.removeprefix(prefix) for s in stages]
     shapes = ["(" + ", ".join(map(str, s.shape)) + ")" for s in stages]
     numbers = [[_num(s.stats[k]) for k in keys] for s in stages]
-    diffs = [_diff(s.max_abs_diff) for s in stages]
+    diffs = ["absent" if s.verdict == "absent" else _diff(s.max_abs_diff) for s in stages]  # absent: the other run has no such stage
     name_w = max(map(cell_len, names + ["stage"]))
     shape_w = max(map(cell_len, shapes + ["shape"]))
     number_w = max(len(n) for row in numbers for n in row) + 2  # this table's widest number, and a gap
@@ -367,6 +367,77 @@ def _grid(trace, layer: int, head: int, width: int) -> list[Text]:
     return out
 
 
+def _position_labels(trace) -> list[str]:
+    """Each position as the token line shows it, "index:token"; a byte-level BPE's pieces of one
+    character (the token line's grouping, trace.characters) as that character, with which piece of
+    how many: "3:我 1/3"."""
+    shown = list(trace.display_tokens)
+    for first, last, text in trace.characters:
+        for i in range(first, last + 1):
+            shown[i] = text if first == last else f"{text} {i - first + 1}/{last - first + 1}"
+    return [f"{i}:{token}" for i, token in enumerate(shown)]
+
+
+def _prob(p: float) -> str:
+    """A probability in four columns: .42, 1.00; under .005 as a power of ten, 3e-4 (not .00)."""
+    if p >= 0.005 or p == 0.0:
+        return f"{p:.2f}".removeprefix("0")
+    mantissa, exponent = f"{p:.0e}".split("e")
+    return f"{mantissa}e-{int(exponent[1:])}"
+
+
+def _lens(trace, view: View, width: int) -> list[Text]:
+    """--lens: a row per layer, a column per position; in each cell the top token of that layer's
+    output read through the final norm and the LM head, with its probability (annotate/lens.py).
+    Bold: already the model's own answer there (the last layer's top token). Positions that don't
+    fit the width go to further panels of even size, each saying which."""
+    lens = trace.lens
+    rows = [entry for entry in lens.layers if view.shows_layer(entry.layer)]
+    final = [top[0].id for top in lens.layers[-1].top]  # the model's own top token at each position
+    T = len(final)
+    label_w = len("layer") + 2
+    widest = max(cell_len(top[0].display) for entry in rows for top in entry.top)
+
+    def panels(token_w: int) -> int:
+        return math.ceil(T / max(1, (width - label_w) // (token_w + 1 + 4 + 2)))  # "␣Paris .42" and a gap
+
+    # Tokens up to 8 columns, fewer (down to 6) where that saves a panel.
+    token_w = min(range(min(6, widest), min(8, widest) + 1), key=lambda w: (panels(w), -w))
+    cell = token_w + 1 + 4 + 2
+    per_panel = math.ceil(T / panels(token_w))  # evenly filled
+    positions = [_clip(label, cell - 2) for label in _position_labels(trace)]
+    causal = lens.reads == "next-token"
+    title = "logit lens: each layer's likeliest next token" if causal else "logit lens: each layer's likeliest token at each position"
+    out = [_rule(title, width)]
+    for start in range(0, T, per_panel):
+        stop = min(T, start + per_panel)
+        if per_panel < T:
+            out.append(Text(f"positions {start}-{stop - 1} of 0-{T - 1}", style="dim"))
+        out.append(Text((_pad("layer", label_w) + "".join(_pad(positions[i], cell) for i in range(start, stop))).rstrip(), style="bold"))
+        for entry in rows:
+            line = Text(_pad(str(entry.layer), label_w - 2, True) + "  ")
+            for i in range(start, stop):
+                p = entry.top[i][0]
+                shown = f"{_clip(p.display, token_w)} {_prob(p.prob)}"
+                line.append(shown, style="bold" if p.id == final[i] else "")
+                line.append(" " * (cell - cell_len(shown)))
+            line.rstrip()
+            out.append(line)
+    norm = f"the final norm ({', '.join(lens.norms)}), then " if lens.norms else ""
+    if causal:
+        head = f"{norm}the LM head ({', '.join(lens.head)})"
+        what = "the likeliest next token after that position, had the model stopped after that layer"
+    else:
+        head = f"{norm}the whole MLM head, {', '.join(lens.head)}: its transform (dense, activation, LayerNorm), then its decoder"
+        what = ("the token the MLM head would put at that position from that layer's output (the head learned to "
+                "read the last layer only: earlier rows show what it makes of earlier layers)")
+    legend = (f"each layer's output put through {head}. Row: the layer; column: the position and its token; cell: "
+              f"{what}, with its probability. Bold: already the model's own answer there (the last layer's row is the "
+              f"model's logits, bit for bit). --json: the top {len(rows[0].top[0])} per position and layer.")
+    out.extend(Text(line, style="dim") for line in _lines(legend.split(" "), width, sep=" "))
+    return out
+
+
 def _diff_lines(trace, width: int) -> list[Text]:
     """The closing lines under --diff: the first divergence, and the verdict on the differences
     (annotate/compare.py: re-run in float64, rounding or math)."""
@@ -376,6 +447,11 @@ def _diff_lines(trace, width: int) -> list[Text]:
     first, first_math = trace.first_divergence(), trace.first_math()
     missing = [s.name for s in trace.stages if s.max_abs_diff is None]
     messages = []
+    absent = []
+    if missing:  # the verdict "absent": the other run has no such stage, and why, where that is known (sdpa)
+        steps = sorted({name.rsplit(".", 1)[-1] for name in missing})
+        why = c.absent if c is not None and c.absent else "has no such stages"
+        absent.append((f"absent ({len(missing)} stages: {', '.join(steps)}): {label} {why}", "yellow"))
     if first is not None:
         s = trace.stage(first)
         verdict = f": {s.verdict}" if s.verdict else ""
@@ -391,11 +467,9 @@ def _diff_lines(trace, width: int) -> list[Text]:
                 messages.append((f"in float64 they still differ there ({d64:.3g}): the two compute different things", "bold red"))
             else:
                 messages.append((f"every difference is rounding: re-run in float64, both agree to {bound} of each stage's scale", "green"))
-        if missing:
-            steps = sorted({name.rsplit(".", 1)[-1] for name in missing})
-            messages.append((f"{len(missing)} stages not compared ({label} has none: {', '.join(steps)})", "yellow"))
+        messages += absent
     elif missing:
-        messages.append((f"no difference where compared; {len(missing)} stages had no {label} value: {', '.join(missing)}", "yellow"))
+        messages += [(f"no difference where compared ({len(trace.stages) - len(missing)} stages)", "green"), *absent]
     else:
         messages.append((f"all {len(trace.stages)} stages are bit-identical to {label}", "bold green"))
     out = [Text(line, style=style) for message, style in messages for line in _lines(message.split(" "), width, sep=" ")]
@@ -413,7 +487,7 @@ def _gradients(trace, view: View, width: int) -> list[Text]:
     words = f"loss {_num(loss.value)} = {loss.description}".split(" ")
     out.extend(Text(line, style="bold") for line in _lines(words, width, sep=" "))
     if view.stage_tables:
-        shown = [dataclasses.replace(s, stats=s.grad_stats, max_abs_diff=s.grad_max_abs_diff)
+        shown = [dataclasses.replace(s, stats=s.grad_stats, max_abs_diff=s.grad_max_abs_diff, verdict=None)
                  for s in trace.stages if s.grad_stats and view.shows_layer(s.layer) and view.shows_stage(s.name)]
         out.extend(_stage_rows(trace, shown, width, "", None))
     else:
@@ -498,10 +572,13 @@ def render(trace, view: View, console: Console, explain=None) -> None:
         lines.extend(_diff_lines(trace, width))
     if trace.loss is not None:
         lines.extend(_gradients(trace, view, width))
+    if trace.lens is not None:
+        lines.extend(_lens(trace, view, width))
     if view.grid is not None:
         lines.extend(_grid(trace, *view.grid, width))
     if not view.stage_tables and view.grid is None:
-        hint = "more: --full (every stage), --grid L.H (one head), --explain (formulas and code), --json"
+        lens = ", --lens (each layer's guess)" if trace.lens is None and (trace.predictions is not None or trace.mask_predictions is not None) else ""
+        hint = f"more: --full (every stage), --grid L.H (one head), --explain (formulas and code){lens}, --json"
         lines.extend(Text(line, style="dim") for line in _lines(hint.split(" "), width, sep=" "))
     for line in lines:
         console.print(line, overflow="ignore", crop=False, no_wrap=True)

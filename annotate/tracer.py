@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from annotate import align, models, stats
+from annotate import lens as logit_lens
 from annotate.errors import UserError
 from reimpl import loading, registry
 from reimpl.architecture import Architecture
@@ -34,7 +36,7 @@ class Stage:
     shape: tuple[int, ...]
     stats: dict[str, float]  # mean, std (population, so a single value has std 0), min, max
     max_abs_diff: float | None = None  # max |twin - transformers|; None without --diff
-    verdict: str | None = None  # --diff: "equal", "rounding" or "math" (annotate/compare.py); None where not compared
+    verdict: str | None = None  # --diff: "equal", "rounding", "math" or "absent" (annotate/compare.py); None without --diff
     grad_stats: dict[str, float] | None = None  # --grad: mean, std, min, max of d loss / d stage
     grad_max_abs_diff: float | None = None  # --grad --diff: max |twin's gradient - transformers'|
 
@@ -98,6 +100,7 @@ class Trace:
     attention_path: str  # inside a layer, where "probs" is recorded: "attention.self", "attn"
     causal: bool  # a decoder (GPT-2): each token sees only the tokens before it
     predictions: list[Prediction] | None = None  # a causal LM: the next token after the last position
+    lens: Any = None  # --lens: annotate.lens.Lens, per layer its top tokens per position
     mask_predictions: list[MaskPrediction] | None = None  # a masked LM: the top tokens at each mask
     labels: list[Label] | None = None  # a classifier: every label with its probability
     replaced: list[Replaced] | None = None  # a replaced-token detector (ELECTRA's discriminator): per token
@@ -221,6 +224,8 @@ class Trace:
             out["labels"] = [dataclasses.asdict(label) for label in self.labels]
         if self.replaced is not None:
             out["replaced"] = [dataclasses.asdict(r) for r in self.replaced]
+        if self.lens is not None:
+            out["lens"] = [entry for entry in self.lens.to_list() if view is None or view.shows_layer(entry["layer"])]
         if self.loss is not None:
             from annotate import gradients
 
@@ -234,6 +239,8 @@ class Trace:
             out.update(compared=[c.a, c.b], first_math=self.first_math(), rounding_bound=ROUNDING_BOUND)
             if c.logits_diff is not None:
                 out["logits_verdict"] = c.logits_verdict
+            if any(s.verdict == "absent" for s in stages):
+                out["why_absent"] = f"{c.b} {c.absent or 'has no such stages'}"
         return out
 
     def to_json(self, view=None, attention: bool = False) -> str:
@@ -316,12 +323,25 @@ class Tokenizer:
             return getattr(self.fast.model, "unk_token", None)
         return self.auto.unk_token if getattr(self.auto, "unk_token_id", None) is not None else None
 
+    @functools.cached_property
+    def byte_level(self) -> bool:
+        """A byte-level BPE (GPT-2's bytes spelled as symbols): its decoder is ByteLevel, or a
+        sequence of decoders holding one (transformers 4.57's conversion of a GGUF file: byte
+        fallback, fuse, "▁" as a space, then ByteLevel)."""
+        if self.fast is None:
+            return False
+        kind = type(self.fast.decoder).__name__
+        if kind == "Sequence":
+            decoders = json.loads(self.fast.to_str()).get("decoder", {}).get("decoders", [])
+            return any(d.get("type") == "ByteLevel" for d in decoders)
+        return kind == "ByteLevel"
+
     def display(self, ids: list[int], tokens: list[str]) -> list[str]:
         """Tokens as a reader should see them. A byte-level BPE (GPT-2) spells bytes as symbols
         ("Ġcat" is " cat"): decode each, showing spaces at its ends as ␣ and newlines as ↵, and a
         piece of a multi-byte character as its bytes (<e4 bd>). Others (WordPiece's "##ing",
         SentencePiece's "▁word") are readable as they are."""
-        if self.fast is None or type(self.fast.decoder).__name__ != "ByteLevel":
+        if not self.byte_level:
             return list(tokens)
         out = []
         for id, token in zip(ids, tokens):
@@ -393,9 +413,30 @@ def _status(message: str, progress: bool):
 def load(model: str):
     """(folder, twin) for a hub id, local directory or packaged model. The name is resolved here,
     once; the folder is what the tokenizer, the comparison and the gradients read after that
-    (from_pretrained takes a folder as it is)."""
+    (from_pretrained takes a folder as it is). The checkpoint's tensors are kept with the twin
+    (annotate/shared_weights.py): under --diff transformers' model is built from the same ones,
+    one copy of the weights for both; ``shared_weights.forget(twin)`` lets them go."""
+    from annotate import shared_weights
+
     folder = loading.resolve(model)
-    return folder, registry.from_pretrained(folder)
+    state = loading.read_state_dict(folder)
+    twin = registry.from_pretrained(folder, state=state)
+    shared_weights.keep(twin, state)
+    return folder, twin
+
+
+def encoder_decoder(model: str) -> bool:
+    """Whether ``model`` is an encoder-decoder (Marian, BART), from its config.json alone: its trace
+    takes a source and a target (annotate/translate.py)."""
+    config = loading.read_config(loading.resolve(model))
+    model_type = config.get("model_type")
+    return model_type in registry.ARCHITECTURES and registry.architecture(model_type).encoder is not None
+
+
+def one_stack(twin, what: str) -> None:
+    """Refuse an encoder-decoder where a view shows one stack of layers."""
+    if registry.architecture_of(twin).encoder:
+        raise UserError(f"{what} shows one stack of layers; {type(twin).__name__} is an encoder-decoder (annotate trace shows it)")
 
 
 def _top(probs: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[Prediction]:
@@ -430,16 +471,24 @@ def _predictions(result: Trace, twin, out, ids: list[int], top_k: int, tokenizer
 def trace(
     model: str, text: str, *, diff: bool = False, top_k: int = 5, progress: bool = True,
     grad: bool = False, target: str | None = None, label: str | None = None,
-    against: str = "eager", dtype: str = "fp32", device: str = "cpu", other: str | None = None,
+    against: str = "eager", dtype: str = "fp32", device: str = "cpu", other: str | None = None, lens: bool = False,
 ) -> Trace:
     """Run the twin of ``model`` on ``text`` and summarise every recorded stage (see the module docstring).
     ``grad``: also backpropagate the head's loss (``target``: a masked LM's word, ``label``: a
-    classifier's label) and give each stage its gradient's statistics (annotate/gradients.py)."""
+    classifier's label) and give each stage its gradient's statistics (annotate/gradients.py).
+    ``lens``: also each layer's output read through the final norm and the LM head, its ``top_k``
+    tokens per position (annotate/lens.py); refused for a model without an LM head."""
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {top_k}")
     with _status(f"loading {model}", progress):
         folder, twin = load(model)  # the name resolved once: everything after reads the folder
         tokenizer = Tokenizer(folder)
+    if not diff or other is not None:  # no transformers' model to share the checkpoint's tensors with
+        from annotate import shared_weights
+
+        shared_weights.forget(twin)
+    if lens:
+        logit_lens.lm_output(twin)  # refused before anything runs
     arch, head = registry.architecture_of(twin), models.head_of(twin)
     ids, tokens, type_ids = _encode(tokenizer, text, model, arch, twin.config)
     inputs = _inputs(ids, type_ids, arch)
@@ -450,6 +499,8 @@ def trace(
                               against=against, dtype=dtype, device=device, other=other)
     result = _result(model, text, folder, twin, arch, head, tokenizer, ids, tokens, states, comparison)
     _predictions(result, twin, out, ids, top_k, tokenizer, folder)
+    if lens:
+        result.lens = logit_lens.lens(twin, states, lambda probs: _top(probs, top_k, tokenizer))
     if grad:
         _gradients(result, twin, inputs, tokenizer, diff=diff, target=target, label=label, progress=progress)
     return result

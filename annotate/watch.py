@@ -9,6 +9,12 @@ reimpl.generation.generate and keeps, per step, the chosen token, its probabilit
 logits processors (temperature, top-k, top-p), its probability under the model alone, how many
 tokens the processors left possible, and the likeliest alternatives. ``show()`` prints that as it
 happens, within 80 columns.
+
+``run(attention=True)`` (``annotate generate --html``) also keeps what each step looked at: the
+twin runs inside reimpl.states.recording(), and after each forward the attention probabilities of
+its last position (the query that chooses the next token) in every layer and head, over every key
+in the cache, and the cache's size (``Watch.looked``, one ``Looked`` per step). Without it the twin
+is called as it is: the plain path records nothing. annotate/explorer_generate.py draws the page.
 """
 
 from __future__ import annotations
@@ -77,6 +83,41 @@ class Generation:
         return json.dumps(self.to_dict())
 
 
+@dataclasses.dataclass
+class Looked:
+    """What one step's query looked at (``run(attention=True)``)."""
+
+    attention: Any  # torch.Tensor (layers, heads, keys), fp32: the last position's attention probabilities in every layer
+    keys: int  # how many keys it attended to: the cache after this step's forward (the prompt, then one more per step)
+    cache_bytes: int  # the cache's keys and values, all layers, in bytes
+
+
+class _Recorded:
+    """The twin as reimpl.generation.generate calls it, each forward inside a recording: after it,
+    every layer's attention probabilities of the last position, (layers, heads, keys), and the
+    cache's size, appended to ``looked``. The tokens are the same: a recording only keeps tensors."""
+
+    def __init__(self, twin, looked: list[Looked]):
+        from reimpl import registry
+
+        arch = registry.architecture_of(twin)
+        layers = f"{twin.base_model_prefix}.{arch.layers}"
+        self.names = [f"{layers}.{i}.{arch.attention}.probs" for i in range(twin.config.num_hidden_layers)]
+        self.twin, self.looked = twin, looked
+
+    def __call__(self, input_ids, attention_mask=None, cache=None, *args, **kwargs):
+        import torch
+
+        from reimpl.states import recording
+
+        with recording() as states:
+            out = self.twin(input_ids, attention_mask, cache, *args, **kwargs)
+        rows = torch.stack([states[name][0, :, -1, :].float() for name in self.names])  # (L, nh, keys): the last query's rows
+        size = sum(t.numel() * t.element_size() for t in [*getattr(cache, "keys", []), *getattr(cache, "values", [])])
+        self.looked.append(Looked(rows, rows.shape[-1], size))
+        return out
+
+
 class Watch:
     """One prompt, one model, settled settings; ``run`` generates (see the module docstring).
 
@@ -96,6 +137,8 @@ class Watch:
         if max_new_tokens < 1:
             raise UserError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
         self.folder = loading.resolve(model)
+        if tracer.encoder_decoder(str(self.folder)):
+            raise UserError(f"{model} is an encoder-decoder: annotate generate shows a decoder alone's steps (annotate trace {model} TEXT translates)")
         try:
             settings = {**DEFAULTS, **generation.checkpoint_settings(self.folder)}
         except ValueError as e:
@@ -135,14 +178,18 @@ class Watch:
             max_new_tokens=max_new_tokens, seed=seed, vocab_size=config.vocab_size, processors=[_describe(p) for p in processors],
         )
         self.top = top
+        self.looked: list[Looked] = []  # run(attention=True): per step, what its query looked at
 
-    def run(self, on_choice: Callable[[Choice], None] | None = None) -> Generation:
-        """Generate; ``on_choice`` is called with each step's Choice as it is made."""
+    def run(self, on_choice: Callable[[Choice], None] | None = None, attention: bool = False) -> Generation:
+        """Generate; ``on_choice`` is called with each step's Choice as it is made. ``attention``:
+        also keep each step's attention and cache size in ``self.looked`` (for the page)."""
         import torch
 
         from reimpl.generation import generate
 
         gen = self.generation
+        self.looked = []
+        model = _Recorded(self.twin, self.looked) if attention else self.twin
 
         def on_step(step) -> None:
             choice = self._choice(step)
@@ -156,7 +203,7 @@ class Watch:
         settings = dict(gen.settings)
         if not settings["do_sample"]:  # a checkpoint's sampling values, unused: not passed (generate would warn)
             settings.update((k, DEFAULTS[k]) for k in ("temperature", "top_k", "top_p"))
-        out = generate(self.twin, input_ids, gen.max_new_tokens, torch.ones_like(input_ids), on_step=on_step, **settings)
+        out = generate(model, input_ids, gen.max_new_tokens, torch.ones_like(input_ids), on_step=on_step, **settings)
         gen.ids = out[0].tolist()
         gen.text = _decode(self.tokenizer, gen.ids[len(gen.prompt_ids):])
         return gen
@@ -320,15 +367,15 @@ def _step_lines(gen: Generation, choice: Choice, width: int) -> list[Text]:
     return _row(cells, others, width)
 
 
-def show(watch: Watch, console: Console) -> Generation:
-    """Print the header, each step as it is made, then the whole text."""
+def show(watch: Watch, console: Console, attention: bool = False) -> Generation:
+    """Print the header, each step as it is made, then the whole text (``attention``: see ``Watch.run``)."""
     gen = watch.generation
     width = min(WIDTH, console.width)
     for line in _header(gen, width):
         console.print(line)
     for line in _row(_columns(gen), ["next likeliest"], width, style="bold"):
         console.print(line)
-    watch.run(lambda choice: [console.print(line) for line in _step_lines(gen, choice, width)])
+    watch.run(lambda choice: [console.print(line) for line in _step_lines(gen, choice, width)], attention=attention)
     console.print()
     n = len(gen.steps)
     end = f"stopped at the end-of-text token after {n} new tokens" if gen.stopped_at_eos else f"{n} new tokens"

@@ -35,6 +35,7 @@ class Architecture:
     # An encoder-decoder's encoder layers, inside the base model ("encoder.layers"); ``layers`` is
     # then its decoder's. None: one stack of layers (an encoder alone, or a decoder alone).
     encoder: str | None = None
+    cross_attention: str | None = None  # an encoder-decoder's: inside a decoder layer, the attention over the source ("encoder_attn")
 
     @property
     def hf_module(self) -> str:

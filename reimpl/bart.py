@@ -298,4 +298,5 @@ ARCHITECTURE = Architecture(
     token_types=False,
     checkpoint_key=checkpoint_key,
     encoder="encoder.layers",
+    cross_attention="encoder_attn",
 )

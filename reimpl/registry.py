@@ -6,6 +6,7 @@ file); this module only collects them. Adding an architecture: its twin file, an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -60,7 +61,8 @@ def twin_class(hf_class_name: str) -> type | None:
     return None
 
 
-def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = torch.float32) -> nn.Module:
+def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = torch.float32, *,
+                    state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
     """Load a checkpoint straight into its twin, without building the transformers model.
 
     ``name_or_path``: a local directory, a hub id (the local HF cache first, then the hub), or a
@@ -68,7 +70,8 @@ def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = torch.
     is the one config.json's ``architectures`` names when the twin has it (BertForMaskedLM,
     GPT2LMHeadModel, ...), else the architecture's default (its base model; GPT-2's LM head, which
     every GPT-2 checkpoint has, being the token embedding). ``dtype``: the twin's (fp32 by default;
-    None keeps the checkpoint's).
+    None keeps the checkpoint's). ``state``: the checkpoint's tensors, already read
+    (``read_state_dict(folder)``; annotate trace --diff gives transformers the same ones); None reads them.
     """
     folder = resolve(name_or_path)
     config_dict = read_config(folder)
@@ -77,9 +80,9 @@ def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = torch.
         config = arch.config.from_dict(config_dict)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{arch.model_type} config in {str(folder)!r} is not supported: {e}") from None
-    state = {}
-    for key, tensor in read_state_dict(folder).items():
+    tensors = {}
+    for key, tensor in (read_state_dict(folder) if state is None else state).items():
         if (key := arch.checkpoint_key(key)) is not None:
-            state[key] = tensor
+            tensors[key] = tensor
     model_cls = arch.model_class(config_dict.get("architectures"))
-    return build(model_cls, config, state, *model_cls.checkpoint_args(state), dtype=dtype)
+    return build(model_cls, config, tensors, *model_cls.checkpoint_args(tensors), dtype=dtype)

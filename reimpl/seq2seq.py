@@ -193,6 +193,15 @@ class ForcedEOSTokenLogitsProcessor:
         return scores
 
 
+class LogitNormalization:
+    """Twin of LogitNormalization (``renormalize_logits=True``, as opus-mt's generation configs set
+    it): log-softmax again after the others, so that a beam's score stays a log-probability once
+    tokens have been banned. Always the last processor."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores.log_softmax(dim=-1)
+
+
 class Warper:
     """A sampling warper of reimpl/generation.py (temperature, top-k, top-p), called as a processor."""
 
@@ -219,6 +228,7 @@ def logits_processor(
     temperature: float | None = 1.0,
     top_k: int | None = 50,
     top_p: float | None = 1.0,
+    renormalize_logits: bool = False,
 ) -> list[Processor]:
     """The processors ``_get_logits_processor`` builds for these settings, in its order (the same in
     4.57 and 5.x for these): only those that change anything. ``max_length`` as prepared (start token
@@ -238,6 +248,8 @@ def logits_processor(
         processors.append(ForcedEOSTokenLogitsProcessor(max_length, _id_list(forced_eos_token_id)))
     # the "warpers", with sampling only (never with beams here: settings refuse it); min_tokens_to_keep 1
     processors += [Warper(w) for w in generation.logits_processors(do_sample, temperature, top_k, top_p)]
+    if renormalize_logits is True:
+        processors.append(LogitNormalization())
     return processors
 
 
@@ -328,6 +340,7 @@ def generate(
     bos_token_id: int | None = None,
     eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
+    renormalize_logits: bool = False,
     on_step: Callable[[Seq2SeqStep], None] | None = None,
 ) -> torch.Tensor:
     """The ids of transformers' ``model.generate(input_ids, attention_mask=..., <same keywords>)``
@@ -393,7 +406,7 @@ def generate(
     if not do_sample and (temperature, top_k, top_p) != (1.0, 50, 1.0):
         warnings.warn("temperature, top_k and top_p only apply with do_sample=True; ignored, as transformers does", stacklevel=3)
     processors = logits_processor(max_length, eos_token_id, min_length, min_new_tokens, no_repeat_ngram_size, bad_words_ids,
-                                  forced_bos_token_id, forced_eos_token_id, do_sample, temperature, top_k, top_p)
+                                  forced_bos_token_id, forced_eos_token_id, do_sample, temperature, top_k, top_p, renormalize_logits)
 
     # _prepare_encoder_decoder_kwargs_for_generation: the encoder, once, over the B sources
     encoder_outputs = model.get_encoder()(input_ids, attention_mask)  # [0]: (B, S, C)
@@ -598,6 +611,7 @@ SETTINGS = (
     "max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "length_penalty", "early_stopping",
     "num_return_sequences", "no_repeat_ngram_size", "bad_words_ids", "forced_bos_token_id", "forced_eos_token_id",
     "do_sample", "temperature", "top_k", "top_p", "decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id",
+    "renormalize_logits",
 )
 # GenerationConfig fields that change the tokens and that generate() does not implement, with the
 # value that changes nothing (None, unset, is always fine): reimpl/generation.py's list, less what

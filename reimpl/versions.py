@@ -21,6 +21,17 @@ The arithmetic
   probabilities are the same; a query on left padding (which sees no key, a garbage row in both)
   spreads over the keys up to it instead of all keys. GPT2Attention.forward.
 
+- LayerDrop (Marian, BART): 4.57 draws its random number in training for every layer even when
+  the probability is 0, which moves every later dropout mask; 5.x draws only when it is above 0.
+  reimpl/marian.py layerdrop.
+
+Generation (encoder-decoders, reimpl/seq2seq.py)
+- No attention mask given: 4.57 infers the source's from its padding (where pad appears and is
+  not eos); 5.x attends to every token.
+- A multi-token bad word: 4.57 skips it while it is longer than the ids so far; 5.x while its
+  prefix is.
+- ``max_length`` 20 in a generation config: 4.57 takes it for unset (20 new tokens); 5.x as given.
+
 Loading and parameters
 - A tied head stored with other values (a GPT-2 ``lm_head.weight`` unlike ``wte``): 4.57 ties it
   anyway, 5.x keeps it. reimpl/loading.py load_weights.
@@ -28,6 +39,10 @@ Loading and parameters
   keeps BERT's order (word, position, token type), 5.x registers positions last
   (reimpl/roberta.py RobertaEmbeddings); 4.57's XLM-R heads register ``roberta`` first, 5.x's the
   head first (reimpl/xlm_roberta.py head_first).
+- Marian without shared embeddings: 4.57 copies the source's table for the decoder (vocab_size
+  rows), 5.x sizes it decoder_vocab_size: the twin refuses another decoder_vocab_size under 4.57
+  (reimpl/marian.py MarianConfig.check). With shared embeddings and tie_word_embeddings=False, 5.x
+  gives the encoder, the decoder and ``shared`` three tables, 4.57 one: refused under both.
 - A class renamed: 4.57's DistilBERT attention is ``MultiHeadSelfAttention`` (``RENAMED_IN_5``).
 
 Not the twins' math (annotate.capture and the tests read both)

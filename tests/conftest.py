@@ -73,6 +73,14 @@ def hub_cached(repo_id: str) -> bool:
 
 
 @pytest.fixture(autouse=True)
+def _width(monkeypatch):
+    """One width whatever the shell exports: COLUMNS unset, as CI runs the suite (the tables then
+    take render.WIDE columns, as into a pipe). A test that depends on the width sets its own
+    (``monkeypatch.setenv("COLUMNS", ...)``): the suite passes under any exported COLUMNS."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _no_grad():
     with torch.no_grad():
         yield

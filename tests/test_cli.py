@@ -49,8 +49,8 @@ def perturbed(monkeypatch, key: str) -> None:
     """Make the loader hand out twins with one weight nudged (transformers' model is untouched)."""
     real = reimpl.registry.from_pretrained
 
-    def from_pretrained(name_or_path):
-        twin = real(name_or_path)
+    def from_pretrained(name_or_path, **kwargs):
+        twin = real(name_or_path, **kwargs)
         with torch.no_grad():
             twin.state_dict()[key].view(-1)[0] += 1e-3
         return twin
@@ -94,7 +94,8 @@ def full_names(out: str) -> list[str]:
     return names
 
 
-def test_minilm_full_tables_show_every_stage_and_token():
+def test_minilm_full_tables_show_every_stage_and_token(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # each stage's row on one line
     code, out, err = run(MINILM, TEXT, "--full")
     assert code == 0 and err == ""
     stages = ["embeddings.word_embeddings", "embeddings.token_type_embeddings", "embeddings.position_embeddings", "embeddings.sum",
@@ -114,8 +115,9 @@ def test_gpt2_full_tables_show_stages_decoded_tokens_and_predictions(gpt2_dir):
     assert "next token (probability)" in out
 
 
-def test_compact_default_fits_one_screen():
+def test_compact_default_fits_one_screen(monkeypatch):
     """The default view: tokens, one line per layer, the output, the first divergence; no stage tables."""
+    monkeypatch.setenv("COLUMNS", "160")
     code, out, err = run(MINILM, TEXT, "--diff")
     assert code == 0 and err == ""
     lines = out.splitlines()
@@ -147,7 +149,8 @@ def test_gpt2_diff_every_stage_exactly_zero(gpt2_diff):
     assert trace["logits_max_abs_diff"] == 0.0
 
 
-def test_diff_table_closing_line():
+def test_diff_table_closing_line(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # the closing lines unwrapped
     code, out, _ = run(MINILM, "Short one.", "--diff")
     assert code == 0
     assert "all 98 stages are bit-identical to transformers (eager, fp32)" in out
@@ -163,6 +166,7 @@ def test_diff_table_closing_line():
     ],
 )
 def test_perturbed_bert_twin_names_first_divergence(monkeypatch, weight, first):
+    monkeypatch.setenv("COLUMNS", "160")  # the closing lines unwrapped
     perturbed(monkeypatch, weight)
     code, trace = run_json(MINILM, TEXT, "--diff")
     assert code == 1
@@ -176,6 +180,7 @@ def test_perturbed_bert_twin_names_first_divergence(monkeypatch, weight, first):
 
 
 def test_perturbed_gpt2_twin_names_first_divergence(monkeypatch, gpt2_dir):
+    monkeypatch.setenv("COLUMNS", "160")  # the closing lines unwrapped
     perturbed(monkeypatch, "transformer.h.1.mlp.c_fc.weight")
     code, out, _ = run(str(gpt2_dir), "The cat sat", "--diff")
     assert code == 1
@@ -296,7 +301,8 @@ def test_stages_narrow_the_tables():
     assert "attends to most" not in out  # probs not asked for: no attention account
 
 
-def test_grid_prints_one_head():
+def test_grid_prints_one_head(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # the grid in one panel
     _, out, _ = run(MINILM, TEXT, "--grid", "2.3")
     assert "layer 2, head 3: attention" in out
     grid = out.split("layer 2, head 3: attention")[1].split("\n", 1)[1]  # below the heading
@@ -309,7 +315,8 @@ def test_grid_prints_one_head():
         assert r[2:] == [f"{p:.2f}" for p in probs[i].tolist()]
 
 
-def test_grid_splits_a_long_text_into_panels():
+def test_grid_splits_a_long_text_into_panels(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # 32 columns of 5 need more than 160
     text = " ".join(["word"] * 30)
     _, out, _ = run(MINILM, text, "--grid", "0.0")
     assert "columns 0-" in out and "of 0-31" in out
@@ -384,7 +391,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
     [
         ("empty", TEXT, ["has no config.json"]),
         ("no-weights", TEXT, ["has no model.safetensors or pytorch_model.bin"]),
-        ("t5", TEXT, ["model_type 't5' is not supported", "bert, distilbert, electra, gpt2, llama, mistral, qwen2, qwen3, roberta"]),
+        ("t5", TEXT, ["model_type 't5' is not supported", "bart, bert, distilbert, electra, gpt2, llama, marian, mistral, qwen2, qwen3, roberta"]),
         ("missing-tensor", TEXT, ["checkpoint has no tensor 'encoder.layer.1.attention.self.value.weight'"]),
         ("short-bert", "word " * 15, ["17 tokens long", "at most 16 positions"]),
         ("no-tokenizer", TEXT, ["no tokenizer.json"]),
@@ -567,7 +574,8 @@ def test_cjk_rows_align_by_display_width(monkeypatch):
             assert display_width(line[:prefix]) == start and line[prefix - 1] == " ", line  # a cell starts exactly there
 
 
-def test_unknown_tokens_are_explained_once():
+def test_unknown_tokens_are_explained_once(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # the note on one line
     _, out, _ = run(MINILM, CJK)
     assert out.count("[UNK]: 2 of 16 tokens are not in this model's vocabulary") == 1
 

@@ -58,7 +58,7 @@ def changed_copy(src: Path, dst: Path, *, weight: str | None = None, **config) -
 def test_verdict_rule():
     bound = compare.ROUNDING_BOUND
     assert compare.verdict(0.0, None, None) == "equal"
-    assert compare.verdict(None, None, None) is None  # not compared
+    assert compare.verdict(None, None, None) == "absent"  # the other run has no such stage
     assert compare.verdict(1e-6, bound * 10.0, 10.0) == "rounding"  # at the bound: still rounding
     assert compare.verdict(1e-6, bound * 10.0 * 1.01, 10.0) == "math"
     assert compare.verdict(1e-6, 0.0, 0.0) == "rounding"
@@ -80,10 +80,13 @@ def test_sdpa_differs_by_rounding_only():
     assert code == 0
     v = verdicts(data)
     assert "math" not in v.values() and "rounding" in v.values()
-    # The fused kernel keeps the scores and probabilities to itself: not compared, no verdict.
-    assert {name for name, x in v.items() if x is None} == {
-        f"encoder.layer.{i}.attention.self.{step}" for i in range(6) for step in ("scores", "probs")
-    }
+    # The fused kernel keeps the scores and probabilities to itself: absent, no difference to measure.
+    absent = {f"encoder.layer.{i}.attention.self.{step}" for i in range(6) for step in ("scores", "probs")}
+    assert {name for name, x in v.items() if x == "absent"} == absent
+    assert all(s["max_abs_diff"] is None for s in data["stages"] if s["name"] in absent)
+    assert None not in v.values()
+    assert data["why_absent"] == ("transformers (sdpa, fp32) computes the attention scores and probabilities inside one fused "
+                                  "kernel (torch's scaled_dot_product_attention) and never returns them")
     assert v["embeddings.LayerNorm"] == "equal"  # before the first attention, the paths are the same
     assert data["compared"][1] == "transformers (sdpa, fp32)"
 
@@ -98,12 +101,26 @@ def test_half_precision_differs_by_rounding_only(dtype):
     assert data["first_math"] is None
 
 
-def test_terminal_says_rounding_and_why():
+def test_terminal_says_rounding_and_why(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run("trace", MINILM, TEXT, "--diff", "--against", "sdpa")
     assert code == 0
     assert "first divergence: encoder.layer.0.attention.self.context" in out
     assert "every difference is rounding: re-run in float64, both agree to 2^-36 of each stage's scale" in out
-    assert "12 stages not compared (transformers (sdpa, fp32) has none: probs, scores)" in out
+    assert ("absent (12 stages: probs, scores): transformers (sdpa, fp32) computes the attention scores and probabilities "
+            "inside one fused kernel (torch's scaled_dot_product_attention) and never returns them") in out
+
+
+def test_full_table_marks_the_absent_stages(monkeypatch):
+    """--against sdpa --full: the scores and probabilities say "absent" in the max|diff| column, where
+    the other stages give their difference; the closing line says why."""
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run("trace", MINILM, TEXT, "--diff", "--against", "sdpa", "--full", "--layers", "1")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.startswith("attention.")}
+    assert rows["attention.self.scores"] == rows["attention.self.probs"] == "absent"
+    assert rows["attention.self.context"] not in ("absent", "n/a")
+    assert "absent (12 stages: probs, scores)" in out and "never returns them" in " ".join(out.split())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --device cuda runs")

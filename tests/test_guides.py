@@ -272,6 +272,8 @@ def test_each_guide_is_in_chinese_with_the_same_code(path):
     assert re.search(r"[\u4e00-\u9fff]", text), f"zh-CN/{path.name} has no Chinese"
     if path.name != "README.md":
         assert f"(../{path.name})" in text, f"zh-CN/{path.name} does not link its English original"
+    header = f"[English](../{path.name}) | 简体中文 | [术语表](glossary.md)"
+    assert text.split("\n", 1)[0] == header, f"zh-CN/{path.name}'s first line is not {header!r}"
     prose = FENCE_RE.sub("", text)  # code such as f["x"](z) is no link
     for link in re.findall(r"\]\(([^)#\s]+)", prose):  # links resolve from guides/zh-CN/
         if not re.match(r"[a-z]+:", link):

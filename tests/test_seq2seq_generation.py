@@ -107,13 +107,16 @@ BEAMS_PROCESSED = dict(num_beams=3, length_penalty=0.6, early_stopping=False, no
                        max_length=12)  # + bad_words_ids [[pad]] and forced_eos_token_id, per model below
 BEAMS_NEVER = dict(num_beams=4, early_stopping="never", length_penalty=1.0, num_return_sequences=4, max_new_tokens=14)
 BEAMS_LONG = dict(num_beams=3, early_stopping=False, length_penalty=2.0, num_return_sequences=2, max_new_tokens=14)
+# opus-mt's generation configs renormalize (LogitNormalization last): the banned tokens' mass shared out again
+BEAMS_RENORMALIZED = dict(num_beams=4, length_penalty=1.0, early_stopping=False, no_repeat_ngram_size=2, renormalize_logits=True,
+                          max_new_tokens=14)  # + bad_words_ids [[pad]] and forced_eos_token_id, per model below
 SETTINGS = {"greedy": GREEDY, "beams-early": BEAMS_EARLY, "beams-processed": BEAMS_PROCESSED, "beams-never": BEAMS_NEVER,
-            "beams-long": BEAMS_LONG}
+            "beams-long": BEAMS_LONG, "beams-renormalized": BEAMS_RENORMALIZED}
 FAMILIES = {"marian": marian, "bart": bart}
 
 
 def with_model_ids(name: str, settings: dict, hf) -> dict:
-    if name != "beams-processed":
+    if name not in ("beams-processed", "beams-renormalized"):
         return settings
     return settings | dict(bad_words_ids=[[hf.config.pad_token_id]], forced_eos_token_id=hf.config.eos_token_id)
 
@@ -244,7 +247,8 @@ def test_settings_from_checkpoint():
             "forced_eos_token_id": 0, "max_length": 512, "num_beams": 4, "pad_token_id": 58100, "renormalize_logits": False,
             "transformers_version": "4.27.0.dev0"}
     assert settings_from(opus) == {"bad_words_ids": [[58100]], "bos_token_id": 0, "decoder_start_token_id": 58100, "eos_token_id": 0,
-                                   "forced_eos_token_id": 0, "max_length": 512, "num_beams": 4, "pad_token_id": 58100}
+                                   "forced_eos_token_id": 0, "max_length": 512, "num_beams": 4, "pad_token_id": 58100,
+                                   "renormalize_logits": False}
     config = {"model_type": "bart", "d_model": 1024, "num_beams": 4, "length_penalty": 2.0, "no_repeat_ngram_size": 3,
               "min_length": 56, "max_length": 142, "early_stopping": True, "forced_bos_token_id": 0, "eos_token_id": 2}
     assert settings_from(None, config) == {"num_beams": 4, "length_penalty": 2.0, "no_repeat_ngram_size": 3, "min_length": 56,
@@ -287,3 +291,16 @@ def test_generate_refuses():
         twin.generate(ids, mask, repetition_penalty=1.2)
     with pytest.raises(ValueError, match="non-empty"):
         NoBadWordsLogitsProcessor([[0]], eos_token_id=[0])  # the only bad word is eos: nothing left, as transformers refuses
+
+
+def test_renormalization_changes_the_beams():
+    """The renormalized setting is not the plain one in disguise: transformers' beams differ with and without it."""
+    differ = 0
+    for family in FAMILIES:
+        for seed in SEEDS:
+            hf, twin = models(family, seed)
+            ids, mask = sources(hf, seed, B=SOURCES[seed])
+            settings = with_model_ids("beams-renormalized", BEAMS_RENORMALIZED, hf)
+            a, b = theirs(hf, ids, mask, **settings), theirs(hf, ids, mask, **settings | dict(renormalize_logits=False))
+            differ += int(a.shape != b.shape or not torch.equal(a, b))
+    assert differ >= 3, differ

@@ -11,10 +11,15 @@ here, named by its ``model_type`` (``-`` written ``_``: xlm-roberta is ``xlm_rob
   function and the text of its lines: line numbers are looked up in the installed file each time);
 - ``STEPS_4_57``: the anchors that differ under transformers 4.57 (the same math, other lines);
 - ``HEADS``: per *For* class of the twins, which output holds its scores, which argument takes its
-  labels and how its predictions read (``Head``); the tracer, ``--grad`` and the explorer ask it;
+  labels, how its predictions read and, for scores over the vocabulary, the modules that compute
+  them (``Head``); the tracer, ``--grad``, the logit lens and the explorer ask it;
 - ``catch_hf(hf, hooks)``: where transformers computes each step the twin records, as forward hooks
   on transformers' model (annotate.capture's ``Hooks``);
 - ``CHART``, if it has one: its flow chart for the guides (annotate/diagrams.py draws it from a trace);
+- ``GRADED``, if it has any: the modules ``annotate check`` grades a learner's own code as (``Graded``:
+  where the module sits, its arguments, its steps and their layouts, where its attention, its
+  projections and its activation are, its residual sublayers), read by annotate/grader.py and
+  annotate/diagnosis.py;
 - ``TWINS``, ``RENAMED`` (``RENAMED_4_57``) and ``CALL_PATH`` for ``annotate source``: the
   transformers names whose math the twin writes elsewhere (the shared pieces' too: the mask it
   builds, its cache), the names that moved between versions, and the classes a reader meets first.
@@ -99,6 +104,12 @@ class Output:
     reads: str  # "next-token" (a causal LM), "masked-tokens", "labels" (one label per text), "replaced-tokens"
     labels: str = "labels"  # the forward's argument that takes its labels: "labels", "next_sentence_label"
     names: dict[int, str] | None = None  # what each label means, where config.id2label does not say (NSP, SOP)
+    # Scores over the vocabulary (next-token, masked-tokens): the twin's modules (or activation
+    # functions) that turn the base model's last hidden state into them, called in order (GPT-2's
+    # ("lm_head",), BERT's whole MLM head ("cls.predictions",)). The logit lens (annotate/lens.py)
+    # sends every layer's output through them, after the base model's final norm if it has one
+    # (found by its step kind). None named: the lens refuses the model.
+    through: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,3 +253,76 @@ def get(model_type: str) -> Knowledge:
             raise
         raise LookupError(f"annotate/models/ has no file for model_type {model_type!r}") from None
     return Knowledge(model_type, module)
+
+
+# ---------------------------------------------------------------------------------------------
+# annotate check: the modules of transformers a learner can write and have graded against their
+# twin (annotate/grader.py). Each architecture's file lists its own in ``GRADED``.
+
+# What each argument of a graded module's forward is (``Graded.call`` for the twin's module,
+# ``Graded.args`` for the learner's), by role.
+ROLES = {
+    "x": "hidden states (B, T, C): the module's input, from the real model run up to it",
+    "mask": "the tokenizer's mask (B, T): 1 for a real token, 0 for padding",
+    "mask4d": "the additive mask (B, 1, T, S): 0 where a query sees a key, the dtype's minimum where not",
+    "rope": "position_embeddings: (cos, sin) of each position's rotary angles, each (1, T, hs)",
+    "ids": "the token ids (B, T)",
+    "types": "the token type ids (B, T): all 0, one segment",
+    "positions": "the position ids (1, T); None: the module counts them itself",
+    "past": "the cache: None at the first token, then the (key, value) the previous call returned",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sublayer:
+    """One residual sublayer of a layer (its attention, its feed-forward), for the grader's
+    diagnoses of a layer's structure (normalised before or after, a residual missing).
+
+    ``branch(layer, h, args)``: the sublayer's branch computed on ``h`` from the twin layer's own
+    modules (``args``: the layer's arguments by role); returns ({step: value} for the steps the
+    branch's modules do not record themselves, the branch's output)."""
+
+    branch: Callable
+    norm: str  # the path of its norm module inside the layer
+    norm_step: str  # the step that records the norm's output
+    residual_step: str  # the step that records stream + branch
+
+
+@dataclasses.dataclass(frozen=True)
+class Graded:
+    """A module of transformers that ``annotate check FILE::CLASS --as KIND`` grades a learner's own
+    class against: the twin's module, run on the real model's input to it, is the reference answer."""
+
+    kind: str  # "bert-attention"
+    hf_class: str  # transformers' class: "BertSelfAttention"
+    where: str  # its path in the twin's base model, "{layer}" for the layer's number: "encoder.layer.{layer}.attention.self"
+    call: tuple[str | None, ...]  # the twin module's positional arguments, by role (ROLES; None: pass None)
+    args: tuple[str, ...]  # the learner's forward's arguments, by role
+    returns: str  # what forward returns, in words
+    steps: tuple[str, ...]  # the steps the twin's module records, in forward order (names inside the module)
+    output: str  # the step whose value forward returns
+    layouts: dict[str, str] = dataclasses.field(default_factory=dict)  # step -> "heads" (B, h, T, hs), "scores" (B, nh, T, S)
+    # softmax's input, compared where a key is seen), "probs" (B, nh, T, S), "positions" (1, T, C); else "tokens" (B, T, ...)
+    causal: bool = False  # the learner applies the causal mask itself
+    default_model: str | None = None  # None: --model is needed
+    attention: str | None = None  # the path of its attention module inside it ("": itself); None: it has none
+    qkv: tuple[str, str, str] | None = None  # the query, key and value projections' paths; "c_attn[1]": the second third of a fused one
+    out_proj: str | None = None  # the linear layer that reads the merged heads (None: the merged heads are the output)
+    activation: str | None = None  # the attribute that holds the feed-forward's activation function
+    sublayers: tuple[Sublayer, ...] = ()  # its residual sublayers, in order
+    pre_norm: bool = False  # each sublayer normalises its input (GPT-2) rather than its output (BERT)
+    incremental: bool = False  # run token by token, the learner's forward taking and returning the cache ("past")
+    model_type: str = ""  # the architecture whose file defines it (filled in by ``graded``)
+
+
+def graded() -> dict[str, Graded]:
+    """Every kind ``annotate check`` grades, over the architectures' files (their ``GRADED``), by kind."""
+    import pkgutil
+
+    kinds: dict[str, Graded] = {}
+    for info in pkgutil.iter_modules(__path__):
+        for kind in getattr(importlib.import_module(f"{__name__}.{info.name}"), "GRADED", ()):
+            if kind.kind in kinds:
+                raise ValueError(f"two architectures' files define the graded kind {kind.kind!r}")
+            kinds[kind.kind] = dataclasses.replace(kind, model_type=info.name.replace("_", "-"))
+    return kinds

@@ -146,11 +146,11 @@ STEPS_4_57 = anchors({
 SENTENCE_LABELS = {0: "A then B, as written", 1: "B then A, swapped"}  # what sop_logits score
 
 HEADS = {
-    "AlbertForMaskedLM": Head("masked-lm", "predictions.decoder", (Output("logits", "masked-tokens"),)),
+    "AlbertForMaskedLM": Head("masked-lm", "predictions.decoder", (Output("logits", "masked-tokens", through=("predictions",)),)),
     "AlbertForPreTraining": Head(
         "pretraining",
         "predictions.decoder",
-        (Output("prediction_logits", "masked-tokens"), Output("sop_logits", "labels", "sentence_order_label", SENTENCE_LABELS)),
+        (Output("prediction_logits", "masked-tokens", through=("predictions",)), Output("sop_logits", "labels", "sentence_order_label", SENTENCE_LABELS)),
     ),
     "AlbertForSequenceClassification": Head("sequence-classification", "classifier", (Output("logits", "labels"),)),
 }

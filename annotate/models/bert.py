@@ -100,13 +100,14 @@ STEPS_4_57 = anchors({
 }, STEPS)
 
 SENTENCE_LABELS = {0: "B follows A", 1: "B is random"}  # what seq_relationship_logits score
+MLM_HEAD = ("cls.predictions",)  # BertLMPredictionHead: the transform (dense, activation, LayerNorm), then the decoder
 
 HEADS = {
-    "BertForMaskedLM": Head("masked-lm", "cls.predictions.decoder", (Output("logits", "masked-tokens"),)),
+    "BertForMaskedLM": Head("masked-lm", "cls.predictions.decoder", (Output("logits", "masked-tokens", through=MLM_HEAD),)),
     "BertForPreTraining": Head(
         "pretraining",
         "cls.predictions.decoder",
-        (Output("prediction_logits", "masked-tokens"), Output("seq_relationship_logits", "labels", "next_sentence_label", SENTENCE_LABELS)),
+        (Output("prediction_logits", "masked-tokens", through=MLM_HEAD), Output("seq_relationship_logits", "labels", "next_sentence_label", SENTENCE_LABELS)),
     ),
     "BertForNextSentencePrediction": Head("next-sentence", "cls.seq_relationship", (Output("logits", "labels", "labels", SENTENCE_LABELS),)),
     "BertForSequenceClassification": Head("sequence-classification", "classifier", (Output("logits", "labels"),)),
@@ -338,4 +339,55 @@ CHART = Chart(
     ),
     residuals=(("x", "add1"), ("ln1", "add2")),
     trace=chart_trace,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# annotate check (annotate/grader.py): the modules of BERT a learner can write and have graded.
+
+from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged real checkpoint: the default model
+_SELF = ("query", "key", "value", "scores", "probs", "context")
+_LAYOUTS = {"query": "heads", "key": "heads", "value": "heads", "scores": "scores", "probs": "probs"}
+
+
+def _attention_branch(layer, h, args):
+    """BertAttention's branch on ``h``: self-attention, then the output projection."""
+    context, _ = layer.attention.self(h, args["mask"])
+    dense = layer.attention.output.dense(context)
+    return {"attention.output.dense": dense}, dense
+
+
+def _feed_forward_branch(layer, h, args):
+    """BertIntermediate and BertOutput's dense on ``h``: up, the activation, down."""
+    up = layer.intermediate.dense(h)
+    activated = layer.intermediate_act_fn(up)
+    down = layer.output.dense(activated)
+    return {"intermediate.dense": up, "intermediate.intermediate_act_fn": activated, "output.dense": down}, down
+
+
+GRADED = (
+    Graded(
+        "bert-embeddings", "BertEmbeddings", "embeddings", call=("ids", "types", "positions"), args=("ids", "types"),
+        returns="the embeddings (B, T, C): word + token type + position embeddings, then LayerNorm; the positions are yours to count",
+        steps=("word_embeddings", "token_type_embeddings", "position_embeddings", "sum", "LayerNorm"), output="LayerNorm",
+        layouts={"position_embeddings": "positions"}, default_model=MINILM,
+    ),
+    Graded(
+        "bert-attention", "BertSelfAttention", "encoder.layer.{layer}.attention.self", call=("x", "mask"), args=("x", "mask"),
+        returns="the heads' context (B, T, C), before the output projection (or (context, probs), as transformers returns)",
+        steps=_SELF, output="context", layouts=_LAYOUTS, default_model=MINILM, attention="", qkv=("query", "key", "value"),
+    ),
+    Graded(
+        "bert-layer", "BertLayer", "encoder.layer.{layer}", call=("x", "mask"), args=("x", "mask"),
+        returns="the layer's output (B, T, C): attention and feed-forward, each with its residual and LayerNorm (post-LN)",
+        steps=(*(f"attention.self.{s}" for s in _SELF), "attention.output.dense", "attention.output.residual", "attention.output.LayerNorm",
+               "intermediate.dense", "intermediate.intermediate_act_fn", "output.dense", "output.residual", "output.LayerNorm"),
+        output="output.LayerNorm", layouts={f"attention.self.{k}": v for k, v in _LAYOUTS.items()}, default_model=MINILM,
+        attention="attention.self", qkv=("attention.self.query", "attention.self.key", "attention.self.value"),
+        out_proj="attention.output.dense", activation="intermediate_act_fn",
+        sublayers=(Sublayer(_attention_branch, "attention.output.LayerNorm", "attention.output.LayerNorm", "attention.output.residual"),
+                   Sublayer(_feed_forward_branch, "output.LayerNorm", "output.LayerNorm", "output.residual")),
+    ),
 )

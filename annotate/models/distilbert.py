@@ -129,7 +129,10 @@ STEPS_4_57 = {
 }
 
 HEADS = {
-    "DistilBertForMaskedLM": Head("masked-lm", "vocab_projector", (Output("logits", "masked-tokens"),)),
+    "DistilBertForMaskedLM": Head(
+        "masked-lm", "vocab_projector",
+        (Output("logits", "masked-tokens", through=("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),),
+    ),
     "DistilBertForSequenceClassification": Head("sequence-classification", "classifier", (Output("logits", "labels"),)),
 }
 

@@ -70,7 +70,9 @@ STEPS_4_57 = {
 
 HEADS = {
     "ElectraForPreTraining": Head("replaced-token-detection", "discriminator_predictions.dense_prediction", (Output("logits", "replaced-tokens"),)),
-    "ElectraForMaskedLM": Head("masked-lm", "generator_lm_head", (Output("logits", "masked-tokens"),)),
+    "ElectraForMaskedLM": Head(
+        "masked-lm", "generator_lm_head", (Output("logits", "masked-tokens", through=("generator_predictions", "generator_lm_head")),)
+    ),
     "ElectraForSequenceClassification": Head("sequence-classification", "classifier.out_proj", (Output("logits", "labels"),)),
 }
 

@@ -86,7 +86,7 @@ STEPS_4_57 = anchors({
 }, STEPS)
 
 HEADS = {
-    "LlamaForCausalLM": Head("causal-lm", "lm_head", (Output("logits", "next-token"),)),
+    "LlamaForCausalLM": Head("causal-lm", "lm_head", (Output("logits", "next-token", through=("lm_head",)),)),
     "LlamaForSequenceClassification": Head("sequence-classification", "score", (Output("logits", "labels"),)),
 }
 
@@ -140,3 +140,44 @@ TWINS = {
 
 CALL_PATH = ("LlamaAttention", "LlamaDecoderLayer", "LlamaModel", "LlamaMLP", "LlamaRMSNorm", "LlamaRotaryEmbedding",
              "apply_rotary_pos_emb", "repeat_kv", "LlamaForCausalLM")
+
+
+# ---------------------------------------------------------------------------------------------
+# annotate check (annotate/grader.py): the modules of Llama a learner can write and have graded.
+
+from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the packaged real checkpoint: the default model
+_ATTN = ("q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "scores", "probs", "context", "o_proj")
+_LAYOUTS = {"q_rope": "heads", "k_rope": "heads", "scores": "scores", "probs": "probs"}
+
+
+def _attention_branch(layer, h, args):
+    return {}, layer.self_attn(h, args["rope"], args["mask4d"])[0]
+
+
+def _mlp_branch(layer, h, args):
+    return {}, layer.mlp(h)
+
+
+GRADED = (
+    Graded(
+        "llama-attention", "LlamaAttention", "layers.{layer}.self_attn", call=("x", "rope", "mask4d"), args=("x", "mask", "rope"),
+        returns="the attention's output (B, T, C), after o_proj (or (output, probs)); the rotation, the shared key/value heads "
+                "and the causal mask are yours",
+        steps=_ATTN, output="o_proj", layouts=_LAYOUTS, causal=True, default_model=SMOLLM2, attention="",
+        qkv=("q_proj", "k_proj", "v_proj"), out_proj="o_proj",
+    ),
+    Graded(
+        "llama-layer", "LlamaDecoderLayer", "layers.{layer}", call=("x", "mask4d", "rope"), args=("x", "mask", "rope"),
+        returns="the layer's output (B, T, C): x + attn(RMSNorm(x)), then + mlp(RMSNorm(.)) (pre-norm, SwiGLU)",
+        steps=("input_layernorm", *(f"self_attn.{s}" for s in _ATTN), "self_attn.residual", "post_attention_layernorm",
+               "mlp.gate_proj", "mlp.act_fn", "mlp.up_proj", "mlp.gated", "mlp.down_proj", "mlp.residual"),
+        output="mlp.residual", layouts={f"self_attn.{k}": v for k, v in _LAYOUTS.items()}, causal=True, default_model=SMOLLM2,
+        attention="self_attn", qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), out_proj="self_attn.o_proj",
+        activation="mlp.act_fn",
+        sublayers=(Sublayer(_attention_branch, "input_layernorm", "input_layernorm", "self_attn.residual"),
+                   Sublayer(_mlp_branch, "post_attention_layernorm", "post_attention_layernorm", "mlp.residual")),
+        pre_norm=True,
+    ),
+)

@@ -31,7 +31,7 @@ STEPS = {
 STEPS_4_57 = renamed({k: v for k, v in bert.STEPS_4_57.items() if k in STEPS}, "Bert", "Roberta")
 
 HEADS = {
-    "RobertaForMaskedLM": Head("masked-lm", "lm_head.decoder", (Output("logits", "masked-tokens"),)),
+    "RobertaForMaskedLM": Head("masked-lm", "lm_head.decoder", (Output("logits", "masked-tokens", through=("lm_head",)),)),
     "RobertaForSequenceClassification": Head("sequence-classification", "classifier.out_proj", (Output("logits", "labels"),)),
 }
 
