@@ -24,19 +24,27 @@ threads: a rerun writes the same bytes. The step with the best greedy validation
 (float32 safetensors, ``save_pretrained``), with an opus-mt-like ``generation_config.json``
 (4 beams, max_length 32, <pad> banned, </s> forced at the end).
 
-Run (from the repository root; the training needs transformers 5.x, sentencepiece, num2words, cn2an):
+Run (from the repository root; training needs transformers 5.x, sentencepiece, num2words, cn2an):
 
     nice -n 5 .venv/bin/python scripts/train_translator.py             # train, save the folder
     .venv/bin/python scripts/train_translator.py --evaluate            # held-out accuracy, 5.x
     .venv457/bin/python scripts/train_translator.py --evaluate         # the same under 4.57
-                                                                       # (needs num2words, cn2an)
 
-``--evaluate`` loads the saved folder with transformers' own ``AutoTokenizer.from_pretrained`` and
-``MarianMTModel.from_pretrained``, checks the tokenizer, and runs ``model.generate(**batch)`` with the
-shipped generation config on the 1,000 held-out numbers, printing the exact-match accuracy, examples
-and every error.
+``--evaluate`` makes the references with num2words and cn2an too: where they are not installed
+(.venv457), ``pip install --target /tmp/n2w num2words cn2an`` and put ``PYTHONPATH=/tmp/n2w`` in
+front. It loads the saved folder with transformers' own ``AutoTokenizer.from_pretrained`` and
+``MarianMTModel.from_pretrained``, checks the tokenizer (a MarianTokenizer; Chinese through
+target.spm, one character a token; decode gives back the strings), and runs
+``model.generate(**batch)`` with the shipped generation config on the 1,000 held-out numbers, in
+padded batches of 100, printing the exact-match accuracy, examples and every error.
 
-Time and result: RESULT
+Time and result (2 CPU cores, torch 2.13): making the pairs, the tokenizer and the encoded tensors
+takes 1-3 min; a training step 0.35-0.5 s when the two cores are free, so 800 steps take 5-7 min.
+Two runs here, on cores shared with other jobs (load 4-7), took 24 and 46 min of training, step for
+step the same losses and the same model.safetensors. Greedy validation accuracy: 100% (500/500)
+from step 200 on; the loss ends at 0.752, about the floor that label smoothing 0.1 leaves.
+Held-out exact match, 4 beams: 100.0% (1000/1000) under transformers 5.25.0 and 100.0% under 4.57.6,
+no errors.
 """
 
 from __future__ import annotations
