@@ -419,6 +419,7 @@ def load(model: str):
     from annotate import shared_weights
 
     folder = loading.resolve(model)
+    registry.architecture(loading.read_config(folder).get("model_type"))  # an unsupported model refused by its type, before its weights are read
     state = loading.read_state_dict(folder)
     twin = registry.from_pretrained(folder, state=state)
     shared_weights.keep(twin, state)
