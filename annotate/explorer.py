@@ -666,11 +666,11 @@ def _script_json(value: Any) -> str:
     return json.dumps(_plain(value), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
 
 
-def page(trace) -> str:
-    """The whole page: one HTML document with its data, style and script inside."""
-    with _one_thread():
-        payload, attention = _script_json(_data(trace)), attention_blob(trace)
-    title = f"annotate · {trace.model_class} · {trace.text if len(trace.text) <= 40 else trace.text[:39] + '…'}"
+def document(title: str, styles: tuple[str, ...], script: str, payload: str, attention: str | None = None, what: str = "trace") -> str:
+    """One offline HTML document: its title, its style sheets and script (package files, inlined),
+    its data as JSON (``payload``) and, where it has one, its attention blob. Every explorer page
+    (the trace's, a generation's, an encoder-decoder's) is one of these."""
+    blob = f'<script type="text/plain" id="annotate-attention">{attention}</script>\n' if attention is not None else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -679,12 +679,22 @@ def page(trace) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
         f"<title>{html.escape(title)}</title>\n"
-        f"<style>\n{_asset('explorer.css')}</style>\n</head>\n<body>\n"
-        '<div id="app"><noscript>The explorer draws with JavaScript; turn it on to see the trace.</noscript></div>\n'
+        f"<style>\n{''.join(_asset(name) for name in styles)}</style>\n</head>\n<body>\n"
+        f'<div id="app"><noscript>The explorer draws with JavaScript; turn it on to see the {what}.</noscript></div>\n'
         f'<script type="application/json" id="annotate-data">{payload}</script>\n'
-        f'<script type="text/plain" id="annotate-attention">{attention}</script>\n'
-        f"<script>\n{_asset('explorer.js')}</script>\n</body>\n</html>\n"
+        f"{blob}<script>\n{_asset(script)}</script>\n</body>\n</html>\n"
     )
+
+
+def title(kind: str, model_class: str, text: str) -> str:
+    return f"{kind} · {model_class} · {text if len(text) <= 40 else text[:39] + '…'}"
+
+
+def page(trace) -> str:
+    """The whole page: one HTML document with its data, style and script inside."""
+    with _one_thread():
+        payload, attention = _script_json(_data(trace)), attention_blob(trace)
+    return document(title("annotate", trace.model_class, trace.text), ("explorer.css",), "explorer.js", payload, attention)
 
 
 def check_target(path: str | Path) -> Path:
@@ -698,8 +708,8 @@ def check_target(path: str | Path) -> Path:
     return path
 
 
-def write(trace, path: str | Path) -> int:
-    """Write the page to ``path``; returns its size in bytes."""
+def write(trace, path: str | Path, page=page) -> int:
+    """Write ``page(trace)`` to ``path``; returns its size in bytes."""
     path = check_target(path)
     text = page(trace).encode("utf-8")
     try:

@@ -24,14 +24,13 @@ attention (``data-weight``) for the layer and head picked (``[data-pick-layer]``
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from annotate.errors import UserError
-from annotate.explorer import _asset, _round, _script_json, check_target, pieces, token_labels
+from annotate import explorer
+from annotate.explorer import _round, _script_json, pieces, token_labels
 
 
 def tokens(tokenizer, ids: list[int]) -> tuple[list[str], list[str], list[list[Any] | None], list[str]]:
@@ -111,29 +110,10 @@ def attention_blob(watch) -> str:
 def page(watch) -> str:
     """The whole page: one HTML document with its data, style and script inside."""
     gen = watch.generation
-    title = f"annotate generate · {gen.model_class} · {gen.prompt if len(gen.prompt) <= 40 else gen.prompt[:39] + '…'}"
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        # No request may leave the page: the policy refuses any that a future edit might add.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>\n{_asset('explorer.css')}{_asset('explorer_generate.css')}</style>\n</head>\n<body>\n"
-        '<div id="app"><noscript>The explorer draws with JavaScript; turn it on to see the generation.</noscript></div>\n'
-        f'<script type="application/json" id="annotate-data">{_script_json(data(watch))}</script>\n'
-        f'<script type="text/plain" id="annotate-attention">{attention_blob(watch)}</script>\n'
-        f"<script>\n{_asset('explorer_generate.js')}</script>\n</body>\n</html>\n"
-    )
+    return explorer.document(explorer.title("annotate generate", gen.model_class, gen.prompt), ("explorer.css", "explorer_generate.css"),
+                             "explorer_generate.js", _script_json(data(watch)), attention_blob(watch), what="generation")
 
 
 def write(watch, path: str | Path) -> int:
     """Write the page to ``path``; returns its size in bytes."""
-    path = check_target(path)
-    text = page(watch).encode("utf-8")
-    try:
-        path.write_bytes(text)
-    except OSError as e:
-        raise UserError(f"--html: could not write {str(path)!r}: {e.strerror or e}") from None
-    return len(text)
+    return explorer.write(watch, path, page)

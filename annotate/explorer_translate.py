@@ -18,12 +18,11 @@ System fonts only, no request.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
-from annotate.errors import UserError
-from annotate.explorer import _asset, _script_json, check_target
+from annotate import explorer
+from annotate.explorer import _script_json, check_target  # noqa: F401 (check_target: the CLI asks it before tracing)
 
 
 def _round(rows) -> list:
@@ -59,27 +58,10 @@ def data(t) -> dict[str, Any]:
 
 def page(t) -> str:
     """The whole page: one HTML document with its data, style and script inside."""
-    title = f"annotate · {t.model_class} · {t.source if len(t.source) <= 40 else t.source[:39] + '…'}"
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>\n{_asset('explorer_translate.css')}</style>\n</head>\n<body>\n"
-        '<div id="app"><noscript>The explorer draws with JavaScript; turn it on to see the trace.</noscript></div>\n'
-        f'<script type="application/json" id="annotate-data">{_script_json(data(t))}</script>\n'
-        f"<script>\n{_asset('explorer_translate.js')}</script>\n</body>\n</html>\n"
-    )
+    return explorer.document(explorer.title("annotate", t.model_class, t.source), ("explorer_translate.css",), "explorer_translate.js",
+                             _script_json(data(t)))
 
 
 def write(t, path: str | Path) -> int:
     """Write the page to ``path``; returns its size in bytes."""
-    path = check_target(path)
-    text = page(t).encode("utf-8")
-    try:
-        path.write_bytes(text)
-    except OSError as e:
-        raise UserError(f"--html: could not write {str(path)!r}: {e.strerror or e}") from None
-    return len(text)
+    return explorer.write(t, path, page)
