@@ -84,3 +84,17 @@ def _width(monkeypatch):
 def _no_grad():
     with torch.no_grad():
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _smollm2_converted():
+    """The packaged SmolLM2 GGUF converted (once per transformers version, reimpl/gguf.py) before any
+    test runs, where its package is installed: the conversion's one status line would otherwise
+    land on the stderr of whichever test first asks for it (a check of stderr then fails on an empty
+    cache only, as in CI). The tests that need the model fail on their own when it is missing."""
+    from reimpl import CheckpointError, loading
+
+    try:
+        loading.resolve("SmolLM2-135M-Instruct.Q4_1.gguf")
+    except CheckpointError:
+        pass
