@@ -135,28 +135,35 @@ def hypotheses(g: grader.Grading) -> list[Hypothesis]:
         attention = s.module.get_submodule(kind.attention)
         hs = head_size(attention)
         root = f"√{hs} = {math.sqrt(hs):.4g}"
+        # every attention of the module at once (one class written once, used for each), then each alone
+        where = [None] + (attention_paths(s.module) if len(attention_paths(s.module)) > 1 else [])
+        for path in where:
+            out += [
+                Hypothesis("not-scaled", twin(edit=scaled(lambda x: 1.0, path)),
+                           f"The scores are not divided by √d_k: your values at {{step}} are what transformers computes from "
+                           f"Q K^T without the 1/√d_k ({root}), so the softmax is far too sharp.",
+                           f"注意力分数没有除以 √d_k：你的 {{step}} 等于 transformers 在 Q K^T 不乘 1/√d_k（{root}）时的结果，"
+                           "所以 softmax 过于尖锐。"),
+                Hypothesis("scaled-twice", twin(edit=scaled(lambda x: x * x, path)),
+                           f"The scores are divided by √d_k twice (by d_k = {hs}): your values at {{step}} are what transformers "
+                           "computes with the scale applied two times, so the softmax is too flat.",
+                           f"注意力分数除了两次 √d_k（即除以 d_k = {hs}）：你的 {{step}} 等于 transformers 把缩放用了两次的结果，"
+                           "所以 softmax 过于平坦。"),
+            ]
         out += [
-            Hypothesis("not-scaled", twin(edit=scaled(lambda x: 1.0)),
-                       f"The scores are not divided by √d_k: your values at {{step}} are what transformers computes from "
-                       f"Q K^T without the 1/√d_k ({root}), so the softmax is far too sharp.",
-                       f"注意力分数没有除以 √d_k：你的 {{step}} 等于 transformers 在 Q K^T 不乘 1/√d_k（{root}）时的结果，"
-                       "所以 softmax 过于尖锐。"),
-            Hypothesis("scaled-twice", twin(edit=scaled(lambda x: x * x)),
-                       f"The scores are divided by √d_k twice (by d_k = {hs}): your values at {{step}} are what transformers "
-                       "computes with the scale applied two times, so the softmax is too flat.",
-                       f"注意力分数除了两次 √d_k（即除以 d_k = {hs}）：你的 {{step}} 等于 transformers 把缩放用了两次的结果，"
-                       "所以 softmax 过于平坦。"),
             Hypothesis("softmax-axis", twin(patches=(softmax_over_columns(),)),
                        "The softmax is over the wrong axis: over the queries (each column sums to 1) instead of over the keys "
                        "(each row, one query's weights, sums to 1). Use softmax(scores, dim=-1).",
                        "softmax 的轴不对：你对查询（query）方向做了归一化（每一列之和为 1），而应对键（key）方向归一化"
                        "（每一行，即一个查询的权重，之和为 1）。请用 softmax(scores, dim=-1)。"),
-            Hypothesis("padding-mask-ignored", twin(roles=masks(s, padding=False, causal=kind.causal)),
-                       "The padding mask is ignored: real tokens attend to the padding tokens too. Add the mask's large "
-                       "negative number to the scores where mask == 0 (on the keys' axis) before the softmax.",
-                       "忽略了填充掩码（padding mask）：真实词元也在关注填充词元。请在 softmax 之前，在 mask == 0 的位置"
-                       "（键的维度上）给分数加上一个很大的负数。"),
         ]
+        if {"mask", "mask4d"} & set(kind.call):
+            out.append(Hypothesis("padding-mask-ignored", twin(roles=masks(s, padding=False, causal=kind.causal)),
+                                  "The padding mask is ignored: real tokens attend to the padding tokens too. Add the mask's large "
+                                  "negative number to the scores where mask == 0 (on the keys' axis) before the softmax.",
+                                  "忽略了填充掩码（padding mask）：真实词元也在关注填充词元。请在 softmax 之前，在 mask == 0 的位置"
+                                  "（键的维度上）给分数加上一个很大的负数。"))
+        out += cross_hypotheses(g, twin)
         if kind.causal:
             out.append(Hypothesis("causal-mask-ignored", twin(roles=masks(s, padding=True, causal=False)),
                                   "The causal mask is ignored: each token also attends to the tokens after it. Mask the keys j > i "
@@ -202,11 +209,72 @@ def head_size(attention: nn.Module) -> int:
     raise ValueError(f"{type(attention).__name__} has no head size")
 
 
-def scaled(change: Callable[[float], float]):
+def attention_paths(module: nn.Module) -> list[str]:
+    """The paths of the attentions inside ``module`` (the modules that hold a float ``scaling``)."""
+    return [name for name, m in module.named_modules() if isinstance(getattr(m, "scaling", None), float)]
+
+
+def scaled(change: Callable[[float], float], path: str | None = None):
+    """Every attention's scale changed (``path``: the attention there alone)."""
+
     def edit(module: nn.Module) -> None:
-        for m in module.modules():
-            if isinstance(getattr(m, "scaling", None), float):
+        for name, m in module.named_modules():
+            if isinstance(getattr(m, "scaling", None), float) and (path is None or name == path):
                 m.scaling = change(m.scaling)
+
+    return edit
+
+
+# ---------------------------------------------------------------------------------------------
+# An encoder-decoder's cross-attention: the memory and the source's mask.
+
+
+def cross_hypotheses(g: grader.Grading, twin) -> list[Hypothesis]:
+    """The source's padding mask left out, or the target's used in its place; keys and values
+    computed from the decoder's own states instead of the memory."""
+    s, kind = g.setting, g.kind
+    out = []
+    if "source_mask4d" in kind.call and s.source_mask is not None:
+        seen_all = grader.additive(torch.ones_like(s.source_mask, dtype=torch.bool)[:, None, None, :], torch.float32)
+        out.append(Hypothesis("source-mask-ignored", twin(roles={"source_mask4d": seen_all}),
+                              "The source's padding mask is ignored in the cross-attention: the target tokens attend to the "
+                              "source's padding tokens too. Add the large negative number to the scores where source_mask == 0 "
+                              "(on the keys' axis: the source's tokens) before the softmax.",
+                              "交叉注意力中忽略了源序列的填充掩码：目标词元也在关注源序列的填充词元。请在 softmax 之前，"
+                              "在 source_mask == 0 的位置（键的维度上，即源序列的词元）给分数加上一个很大的负数。"))
+        target = grader.additive(s.mask.bool()[:, None, None, :], torch.float32)
+        out.append(Hypothesis("target-mask-in-cross-attention", twin(roles={"source_mask4d": target}),
+                              "The cross-attention is masked with the target's padding mask instead of the source's: its keys "
+                              "are the source's tokens, so mask them where source_mask == 0.",
+                              "交叉注意力用了目标序列的填充掩码，而不是源序列的：它的键是源序列的词元，所以应在 "
+                              "source_mask == 0 的位置做掩码。"))
+    for path, argument in kind.cross.items():
+        out.append(Hypothesis("cross-kv-from-decoder", twin(edit=keys_values_from_queries(path, argument)),
+                              "The cross-attention's keys and values are computed from the decoder's own states (x) instead of "
+                              "the encoder's output: your {step} is what transformers computes with K = x W_K and V = x W_V. "
+                              "In cross-attention only the queries come from the decoder: K = memory W_K, V = memory W_V.",
+                              "交叉注意力的键和值是用解码器自己的隐藏状态（x）算的，而不是编码器的输出：你的 {step} 等于 "
+                              "transformers 用 K = x W_K、V = x W_V 算出的结果。交叉注意力中只有查询来自解码器："
+                              "K = memory W_K，V = memory W_V。"))
+    return out
+
+
+def keys_values_from_queries(path: str, argument: str):
+    """The cross-attention at ``path`` given its own input (its forward's first argument) as the
+    memory, in its argument ``argument``."""
+    import inspect
+
+    def edit(module: nn.Module) -> None:
+        attention = module.get_submodule(path) if path else module
+        signature = inspect.signature(attention.forward)
+
+        def hook(_, args, kwargs):
+            bound = signature.bind(*args, **kwargs)
+            first = next(iter(bound.arguments.values()))
+            bound.arguments[argument] = first
+            return bound.args, bound.kwargs
+
+        attention.register_forward_pre_hook(hook, with_kwargs=True)
 
     return edit
 
@@ -388,6 +456,12 @@ def epsilons(g: grader.Grading, twin) -> list[Hypothesis]:
 
         return edit
 
+    if config_eps is None:  # the config has no field for it: the model keeps nn.LayerNorm's default (Marian)
+        source_en, fix_en = "nn.LayerNorm's default: its config has no field for it", "leave eps at its default"
+        source_zh, fix_zh = "nn.LayerNorm 的默认值：它的配置里没有这一项", "不要改 eps 的默认值"
+    else:
+        source_en, fix_en = f"config.{field}", f"pass eps=config.{field}"
+        source_zh, fix_zh = f"config.{field}", f"请传入 eps=config.{field}"
     out = []
     for eps in EPSILONS:
         if any(math.isclose(eps, c, rel_tol=1e-6) for c in current):
@@ -395,10 +469,8 @@ def epsilons(g: grader.Grading, twin) -> list[Hypothesis]:
         default = " (PyTorch's default for nn.LayerNorm)" if eps == 1e-5 and what == "LayerNorm" else ""
         default_zh = "（PyTorch 中 nn.LayerNorm 的默认值）" if default else ""
         out.append(Hypothesis("norm-eps", twin(edit=set_eps(eps)),
-                              f"{what}'s epsilon is {eps:g}{default}, not this model's {shown} (config.{field}): pass "
-                              f"eps=config.{field}.",
-                              f"{what} 的 epsilon 用了 {eps:g}{default_zh}，而不是这个模型的 {shown}（config.{field}）："
-                              f"请传入 eps=config.{field}。"))
+                              f"{what}'s epsilon is {eps:g}{default}, not this model's {shown} ({source_en}): {fix_en}.",
+                              f"{what} 的 epsilon 用了 {eps:g}{default_zh}，而不是这个模型的 {shown}（{source_zh}）：{fix_zh}。"))
     return out
 
 
@@ -589,7 +661,7 @@ def _root(c: float) -> str:
 def _permuted_axis(value, ref, g, layout) -> str:
     v, r = value.double(), ref.double()
     names = {"heads": ("texts", "heads", "tokens", "features"), "scores": ("texts", "heads", "queries", "keys"),
-             "probs": ("texts", "heads", "queries", "keys")}.get(layout, ("texts", "tokens", "features"))
+             "probs": ("texts", "heads", "queries", "keys")}.get(layout.removeprefix("cross-"), ("texts", "tokens", "features"))
     if v.shape != r.shape:
         return ""
     for dim in range(v.dim()):
@@ -613,26 +685,27 @@ def _where(a, b, sc, value, ref, g, step, layout) -> tuple[str, str]:
     share = worst / sc
     en = f"It differs by up to {worst:.3g} ({share:.1%} of the step's largest value)"
     zh = f"最多相差 {worst:.3g}（占该步最大值的 {share:.1%}）"
-    if value.dim() >= 3 and tuple(value.shape[:2]) == tuple(s.rows.shape) or (layout == "heads" and value.dim() == 4):
+    rows, tokens = s.rows_of(layout), s.tokens_of(layout)
+    if value.dim() >= 3 and tuple(value.shape[:2]) == tuple(rows.shape) or (layout == "heads" and value.dim() == 4):
         per = (value.double() - ref.double()).abs()
         per = per.transpose(1, 2) if layout == "heads" else per
-        per = per.reshape(*s.rows.shape, -1).amax(-1)
-        differ = (per > 1e-6 * sc) & s.rows
-        n, total = int(differ.sum()), int(s.rows.sum())
+        per = per.reshape(*rows.shape, -1).amax(-1)
+        differ = (per > 1e-6 * sc) & rows
+        n, total = int(differ.sum()), int(rows.sum())
         if n < total:
-            where = [f"text {b + 1} '{s.tokens[b][t]}' ({t})" for b, t in differ.nonzero().tolist()[:4]]
+            where = [f"text {b + 1} '{tokens[b][t]}' ({t})" for b, t in differ.nonzero().tolist()[:4]]
             en += f", at {n} of the {total} real tokens ({', '.join(where)}{', ...' if n > 4 else ''}); the others are equal"
             zh += f"，只在 {total} 个真实词元中的 {n} 个上不同（{', '.join(where)}{'……' if n > 4 else ''}），其余相同"
         else:
             en += ", at every token"
             zh += "，每个词元都不同"
-    if layout in ("heads", "scores", "probs") and value.dim() == 4:
+    if layout in ("heads", "scores", "probs", "cross-scores", "cross-probs") and value.dim() == 4:
         per_head = (value.double() - ref.double()).abs().amax(dim=(0, 2, 3))
         heads = [i for i, d in enumerate(per_head.tolist()) if d > 1e-6 * sc]
         if 0 < len(heads) < len(per_head):
             en += f"; only heads {', '.join(map(str, heads))} of {len(per_head)} differ"
             zh += f"；{len(per_head)} 个头中只有第 {', '.join(map(str, heads))} 个不同"
-    if layout == "probs" and value.dim() == 4:
+    if layout in ("probs", "cross-probs") and value.dim() == 4:
         rows = value.double().sum(-1).transpose(1, 2)[s.rows]
         if not torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
             en += "; your rows do not sum to 1"

@@ -46,6 +46,10 @@ EXERCISES = (
     Exercise(7, "07_sampling.py", "Warper", "sampling", "sampling: temperature, top-k, top-p", "采样：温度、top-k、top-p"),
     Exercise(8, "08_rotary_attention.py", "Attention", "llama-attention", "Llama's attention: rotary positions, shared key/value heads",
              "Llama 的注意力：旋转位置编码、共享的键/值头"),
+    Exercise(9, "09_cross_attention.py", "CrossAttention", "marian-cross-attention",
+             "cross-attention: the decoder reading the encoder's output", "交叉注意力：解码器读取编码器的输出"),
+    Exercise(10, "10_decoder_layer.py", "DecoderLayer", "marian-decoder-layer", "a Transformer decoder layer (post-LN)",
+             "一个 Transformer 解码器层（post-LN）"),
 )
 
 

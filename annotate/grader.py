@@ -16,6 +16,12 @@ Only positions the model's own mask makes meaningful are compared: real tokens, 
 scores the keys a query sees (align.keep_mask). The first ``math`` step gets a diagnosis in words,
 English and Chinese (annotate/diagnosis.py): hypotheses tested on the numbers, never on the source.
 
+An encoder-decoder's kinds (Marian's) run on two source texts and their targets (``Graded.texts``,
+``Graded.targets``): the sources padded through the real encoder, the targets fed to the decoder
+under teacher forcing, padded too. A module of the decoder also takes the encoder's output (the
+role ``memory``) and the source's mask (``source_mask``); its cross-attention's steps are compared
+over the source's real tokens as keys (the layouts ``memory``, ``cross-scores``, ``cross-probs``).
+
 The kinds that are not one call of a module: ``gpt2-cache`` runs the learner's attention token by
 token with its own cache; ``sampling`` compares the learner's temperature, top-k and top-p with
 reimpl/generation.py's logits processors on a real model's next-token scores.
@@ -34,6 +40,7 @@ import math
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -170,7 +177,8 @@ def _load(model: str):
 
     folder = loading.resolve(model)
     twin = reimpl.from_pretrained(model).eval()
-    with quiet_transformers():
+    with quiet_transformers(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MarianTokenizer recommends sacremoses, which it uses for nothing here
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         config = transformers.AutoConfig.from_pretrained(folder)
     return twin, folder, tokenizer, config
@@ -178,7 +186,11 @@ def _load(model: str):
 
 @dataclasses.dataclass
 class Setting:
-    """What a kind runs on: the model, the twin's module, its input by role."""
+    """What a kind runs on: the model, the twin's module, its input by role.
+
+    ``ids`` and ``mask`` are the tokens the module's x holds: the text's; in an encoder-decoder,
+    the source's for a module of the encoder, the target's (the decoder's input) for one of the
+    decoder, whose ``source_ids`` and ``source_mask`` are then the source's (the memory's tokens)."""
 
     kind: models.Graded
     model: str
@@ -190,24 +202,51 @@ class Setting:
     mask: torch.Tensor  # (B, T), 1/0
     roles: dict[str, Any]  # the twin module's arguments, fp32, by role (models.ROLES)
     tokens: list[list[str]]
+    source_ids: torch.Tensor | None = None  # (B, S): a decoder's module's memory's tokens; None elsewhere
+    source_mask: torch.Tensor | None = None  # (B, S), 1/0
+    source_tokens: list[list[str]] | None = None
+    padding_side: str = "right"
+    seq2seq: str | None = None  # an encoder-decoder's: "source" (a module of the encoder) or "target" (of the decoder)
 
     @property
     def keep(self) -> torch.Tensor:
         """(B, 1, T, T): where a query sees a key (a real key; for a causal kind, not the future)."""
         return align.keep_mask(self.ids, self.mask, self.kind.causal)
 
+    def keep_of(self, layout: str) -> torch.Tensor:
+        """The keep mask of a step laid out as ``layout``: a cross-attention's (B, 1, T, S), where a
+        target token sees a real source token; else ``keep``."""
+        if layout.startswith("cross-") and self.source_mask is not None:
+            B, T = self.ids.shape
+            return self.source_mask[:, None, None, :].bool().expand(B, 1, T, self.source_mask.shape[1])
+        return self.keep
+
     @property
     def rows(self) -> torch.Tensor:
         """(B, T): the real tokens, whose values are compared."""
         return self.mask.bool()
 
+    def rows_of(self, layout: str) -> torch.Tensor:
+        """(B, T), or (B, S) for a value over the memory's tokens: the real ones."""
+        return self.source_mask.bool() if layout == "memory" and self.source_mask is not None else self.rows
+
+    def tokens_of(self, layout: str) -> list[list[str]]:
+        return self.source_tokens if layout == "memory" and self.source_tokens is not None else self.tokens
+
     def describe(self) -> str:
-        B, T = self.ids.shape
-        pads = [int((self.mask[b] == 0).sum()) for b in range(B)]
-        side = "start" if self.kind.causal else "end"
-        padded = ", ".join(f"text {b + 1}: {n} padding tokens at the {side}" for b, n in enumerate(pads) if n)
+        if self.seq2seq == "target":
+            return (f"{self._padded(self.source_ids, self.source_mask, 'source')}, run through the encoder (the memory); "
+                    f"their translations, fed to the decoder under teacher forcing: {self._padded(self.ids, self.mask, 'target')}")
+        what = "source" if self.seq2seq == "source" else "text"
         fed = ", fed one token at a time" if self.kind.incremental else ""
-        return f"{B} texts, {T} tokens each" + (f" ({padded})" if padded else "") + fed
+        return self._padded(self.ids, self.mask, what) + fed
+
+    def _padded(self, ids: torch.Tensor, mask: torch.Tensor, what: str) -> str:
+        B, T = ids.shape
+        pads = [int((mask[b] == 0).sum()) for b in range(B)]
+        side = "start" if self.padding_side == "left" else "end"
+        padded = ", ".join(f"{what} {b + 1}: {n} padding tokens at the {side}" for b, n in enumerate(pads) if n)
+        return f"{B} {what}s, {T} tokens each" + (f" ({padded})" if padded else "")
 
 
 def setting(kind: models.Graded, model: str | None, layer: int = 0) -> Setting:
@@ -226,12 +265,24 @@ def setting(kind: models.Graded, model: str | None, layer: int = 0) -> Setting:
     elif model_type != kind.model_type:
         raise UserError(f"--as {kind.kind} grades a module of a {kind.model_type} model; {model} is a {model_type} model")
     causal = kind.causal or kind.kind == "sampling"
-    tokenizer.padding_side = "left" if causal else "right"  # left: a causal model's padding can only show there
+    encoder = architecture_of(twin).encoder if kind.kind != "sampling" else None  # an encoder-decoder: its encoder's layers
+    # left: a causal model's padding can only show there; an encoder-decoder's target counts its positions from 0 on the left
+    tokenizer.padding_side = "left" if causal and not encoder else "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    batch = tokenizer(list(TEXTS), padding=True, return_tensors="pt")
+    batch = tokenizer(list(kind.texts or TEXTS), padding=True, return_tensors="pt")
     ids, mask = batch["input_ids"], batch["attention_mask"]
     tokens = [tokenizer.convert_ids_to_tokens(row) for row in ids.tolist()]
+    inputs = dict(input_ids=ids, attention_mask=mask)
+    seq2seq, source = None, {}
+    if encoder:
+        decoder_ids, decoder_mask = teacher_forced(tokenizer, twin.config, kind)
+        inputs.update(decoder_input_ids=decoder_ids, decoder_attention_mask=decoder_mask)
+        seq2seq = "source" if kind.where.startswith(encoder.rpartition(".")[0] + ".") else "target"
+        if seq2seq == "target":  # the module's x is the target's; the memory's tokens are the source's
+            source = dict(source_ids=ids, source_mask=mask, source_tokens=tokens)
+            ids, mask = decoder_ids, decoder_mask
+            tokens = [tokenizer.convert_ids_to_tokens(row) for row in ids.tolist()]
     module, roles = None, {}
     with torch.no_grad():
         if kind.kind == "sampling":
@@ -241,36 +292,64 @@ def setting(kind: models.Graded, model: str | None, layer: int = 0) -> Setting:
             try:
                 module = twin.base_model.get_submodule(where)
             except AttributeError:
-                raise UserError(f"--layer {layer}: {model} has no {where} ({_layers(twin)})") from None
+                raise UserError(f"--layer {layer}: {model} has no {where} ({_layers(twin, kind.where)})") from None
             caught = {}
 
-            def catch(_, args):
-                caught.setdefault("args", args)
+            def catch(_, args, kwargs):
+                caught.setdefault("args", arguments(module, args, kwargs))
 
-            handle = module.register_forward_pre_hook(catch)
+            handle = module.register_forward_pre_hook(catch, with_kwargs=True)
             try:
-                twin(input_ids=ids, attention_mask=mask)
+                twin(**inputs)
             finally:
                 handle.remove()
             for role, value in zip(kind.call, caught["args"]):
                 if role is not None:
                     roles[role] = value
             roles.setdefault("mask", mask)
+            if seq2seq == "target":
+                roles.setdefault("source_mask", source["source_mask"])
             roles.update(ids=ids, types=torch.zeros_like(ids))
             roles.setdefault("positions", None)
-    return Setting(kind, model, layer if "{layer}" in kind.where else None, twin, module, config, ids, mask, roles, tokens)
+    return Setting(kind, model, layer if "{layer}" in kind.where else None, twin, module, config, ids, mask, roles, tokens,
+                   padding_side=tokenizer.padding_side, seq2seq=seq2seq, **source)
 
 
-def _layers(twin) -> str:
-    from reimpl.registry import architecture_of
+def arguments(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+    """A call's arguments, positional and by keyword, in the order of the module's forward's
+    parameters (defaults filled in): what ``Graded.call`` names by role."""
+    import inspect
 
-    n = len(twin.base_model.get_submodule(architecture_of(twin).layers))
+    try:
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return tuple(args)
+    bound.apply_defaults()
+    return tuple(bound.arguments.values())
+
+
+def teacher_forced(tokenizer, config, kind: models.Graded) -> tuple[torch.Tensor, torch.Tensor]:
+    """An encoder-decoder's decoder input under teacher forcing: (B, T) the start token, then the
+    targets shifted right one place (as the twins' shift_tokens_right), and its (B, T) mask, 1 at
+    the positions whose next token is a real one of the target (the start token's included)."""
+    if not kind.targets:
+        raise UserError(f"--as {kind.kind}: an encoder-decoder's kind needs its targets (Graded.targets)")
+    labels = tokenizer(text_target=list(kind.targets), padding=True, return_tensors="pt")
+    ids, mask = labels["input_ids"], labels["attention_mask"]
+    start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
+    shifted = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], dim=1)
+    return shifted, mask
+
+
+def _layers(twin, where: str) -> str:
+    container = where.partition(".{layer}")[0]
+    n = len(twin.base_model.get_submodule(container))
     return f"its layers are 0 to {n - 1}"
 
 
 def _causal_default() -> str | None:
     """The packaged causal language model a causal kind defaults to (llama's SmolLM2)."""
-    return next((g.default_model for g in models.graded().values() if g.causal and g.default_model), None)
+    return next((g.default_model for g in models.graded().values() if g.causal and g.default_model and not g.targets), None)
 
 
 def _sampling_default() -> str | None:
@@ -490,7 +569,7 @@ def _file_of(obj) -> Path | None:
 
 def learner_args(s: Setting, dtype) -> list:
     values = {"x": s.roles.get("x"), "mask": s.mask, "rope": s.roles.get("rope"), "ids": s.ids, "types": s.roles.get("types"),
-              "scores": s.roles.get("scores")}
+              "scores": s.roles.get("scores"), "memory": s.roles.get("memory"), "source_mask": s.source_mask}
     return [convert(values[role], dtype) for role in s.kind.args]
 
 
@@ -584,15 +663,15 @@ def fit(layout: str, x, like: torch.Tensor) -> tuple[torch.Tensor | None, str | 
 
 
 def select(layout: str, value: torch.Tensor, s: Setting, match: bool = False, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """The entries that are compared: real tokens (or ``rows``, (B, T) booleans); the scores where
-    a key is seen (``match``: the probabilities too; else each real query's whole row, padding keys
-    included: they must get 0)."""
-    rows = s.rows if rows is None else rows
+    """The entries that are compared: real tokens (or ``rows``, (B, T) booleans; the source's for a
+    value over the memory); the scores where a key is seen (``match``: the probabilities too; else
+    each real query's whole row, padding keys included: they must get 0)."""
+    rows = s.rows_of(layout) if rows is None else rows
     if layout == "heads" and value.dim() == 4:
         return value.transpose(1, 2)[rows]
-    if layout in ("scores", "probs") and value.dim() == 4:
-        if layout == "scores" or match:
-            return value.permute(0, 2, 3, 1)[s.keep[:, 0]]
+    if layout in ("scores", "probs", "cross-scores", "cross-probs") and value.dim() == 4:
+        if layout.endswith("scores") or match:
+            return value.permute(0, 2, 3, 1)[s.keep_of(layout)[:, 0]]
         return value.permute(0, 2, 1, 3)[rows]
     if value.dim() >= 2 and tuple(value.shape[:2]) == tuple(rows.shape):
         return value[rows]

@@ -52,6 +52,9 @@ PAPER = [  # (file, class, kind, how many steps it records at least)
     ("paper_llama_attention.py", "RotaryAttention", "llama-attention", 9),
     ("paper_llama_layer.py", "DecoderLayer", "llama-layer", 13),
     ("paper_sampling.py", "Warper", "sampling", 3),
+    ("paper_marian_cross_attention.py", "EncoderDecoderAttention", "marian-cross-attention", 7),
+    ("paper_marian_decoder_layer.py", "DecoderLayer", "marian-decoder-layer", 23),
+    ("paper_marian_encoder_layer.py", "EncoderLayer", "marian-encoder-layer", 11),
 ]
 
 
@@ -75,6 +78,9 @@ CACHE = ("paper_gpt2_cache.py", "CachedAttention", "gpt2-cache")
 SAMPLING = ("paper_sampling.py", "Warper", "sampling")
 EMBEDDINGS = ("paper_bert_embeddings.py", "Embeddings", "bert-embeddings")
 LLAMA_LAYER = ("paper_llama_layer.py", "DecoderLayer", "llama-layer")
+CROSS = ("paper_marian_cross_attention.py", "EncoderDecoderAttention", "marian-cross-attention")
+DECODER = ("paper_marian_decoder_layer.py", "DecoderLayer", "marian-decoder-layer")
+ENCODER = ("paper_marian_encoder_layer.py", "EncoderLayer", "marian-encoder-layer")
 
 MISTAKES = [  # (diagnosis id, base implementation, the one mistake as edits (old, new), the first math step)
     ("not-scaled", BERT_ATT, [(" / math.sqrt(self.d_k)", "")], "scores"),
@@ -123,6 +129,22 @@ MISTAKES = [  # (diagnosis id, base implementation, the one mistake as edits (ol
     ("top-k-off-by-one", SAMPLING, [("min(self.top_k, scores.shape[-1])", "min(self.top_k + 1, scores.shape[-1])")], "top_k"),
     ("top-p-drops-crossing-token", SAMPLING, [("drop = before >= self.top_p", "drop = probs.cumsum(-1) > self.top_p\n            drop[:, 0] = False")], "top_p"),
     ("fill-value", SAMPLING, [('scores = scores.masked_fill(scores < kth, float("-inf"))', "scores = scores.masked_fill(scores < kth, -1e9)")], "top_k"),
+    # the encoder-decoder's pieces, on the packaged translator (a padded batch of two sources and their targets, S = T)
+    ("source-mask-ignored", CROSS, [('torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)', "torch.softmax(scores, dim=-1)")], "probs"),
+    ("not-scaled", CROSS, [(" / math.sqrt(self.d_k)", "")], "scores"),
+    ("cross-kv-from-decoder", CROSS, [("k = self.to_k(memory)", "k = self.to_k(x)"), ("v = self.to_v(memory)", "v = self.to_v(x)")], "k_proj"),
+    ("query-key-swapped", CROSS, [("q = self.to_q(x)", "q = self.to_k(x)"), ("k = self.to_k(memory)", "k = self.to_q(memory)")], "q_proj"),
+    ("softmax-axis", CROSS, [("dim=-1)", "dim=-2)")], "probs"),
+    ("causal-mask-ignored", DECODER, [("torch.ones(T, T, dtype=torch.bool).tril()[None, None]", "torch.ones(T, T, dtype=torch.bool)[None, None]")],
+     "self_attn.probs"),
+    ("source-mask-ignored", DECODER, [("source_mask[:, None, None, :].bool())", "torch.ones_like(source_mask)[:, None, None, :].bool())")],
+     "encoder_attn.probs"),
+    ("target-mask-in-cross-attention", DECODER, [("source_mask[:, None, None, :].bool())", "mask[:, None, None, :].bool())")], "encoder_attn.probs"),
+    ("cross-kv-from-decoder", DECODER, [("self.source(x, memory,", "self.source(x, x,")], "encoder_attn.k_proj"),
+    ("residual-missing", DECODER, [("x = x + self.source(x, memory", "x = self.source(x, memory")], "encoder_attn.residual"),
+    ("norm-eps", DECODER, [("nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)", "nn.LayerNorm(d, eps=1e-6), nn.LayerNorm(d, eps=1e-6), nn.LayerNorm(d, eps=1e-6)")],
+     "self_attn_layer_norm"),
+    ("padding-mask-ignored", ENCODER, [('F.softmax(scores.masked_fill(padding, float("-inf")), dim=-1)', "F.softmax(scores, dim=-1)")], "self_attn.probs"),
 ]
 
 
@@ -317,7 +339,7 @@ def test_list_says_each_kind_its_inputs_outputs_and_steps():
     code, out, err = run("--list")
     assert code == 0 and err == ""
     for kind in ("bert-attention", "bert-layer", "gpt2-attention", "gpt2-block", "gpt2-cache", "llama-attention", "llama-layer",
-                 "bert-embeddings", "sampling"):
+                 "bert-embeddings", "sampling", "marian-cross-attention", "marian-decoder-layer", "marian-encoder-layer"):
         assert kind in out
     assert "attention.output.LayerNorm" in out and "BertSelfAttention" in out and "the tokenizer's mask (B, T)" in out
 
@@ -330,8 +352,9 @@ def test_every_kind_names_steps_of_its_architecture():
     for kind in models.graded().values():
         steps = models.get(kind.model_type).module.STEPS
         inside = kind.where.split("{layer}")[-1].lstrip(".")
+        whole = kind.where.replace("{layer}", "N")  # an encoder-decoder's steps keep their stack's path (encoder., decoder.)
         for step in kind.steps:
-            assert (f"{inside}.{step}" if inside else step) in steps, (kind.kind, step)
+            assert (f"{inside}.{step}" if inside else step) in steps or f"{whole}.{step}" in steps, (kind.kind, step)
         assert kind.output in kind.steps and set(kind.layouts) <= set(kind.steps)
 
 
@@ -360,7 +383,7 @@ def test_every_skeleton_has_english_and_chinese_comments_and_todos():
         assert "todo(" in text
 
 
-@pytest.mark.parametrize("number", range(1, 9))
+@pytest.mark.parametrize("number", range(1, 11))
 def test_an_exercise_unsolved_says_which_todo_and_solved_passes(number, tmp_path, gpt2_dir):
     from annotate import exercise
 
@@ -371,7 +394,7 @@ def test_an_exercise_unsolved_says_which_todo_and_solved_passes(number, tmp_path
     assert code == 1 and err == ""
     flat = " ".join(out.split())  # as wrapped at 80 columns
     assert f"exercise {number} (" in flat and "is not finished" in flat and "还没有完成" in flat
-    assert re.search(rf"0{number}_\w+\.py:\d+: TODO \d", out)
+    assert re.search(rf"{number:02d}_\w+\.py:\d+: TODO \d", out)
     path = folder / exercise.get(number).file
     path.write_text(solve(path.read_text(), number))
     code, out, err = conftest.run("exercise", "check", str(number), str(folder), *model, "--json")
@@ -388,3 +411,62 @@ def test_a_gpt2_exercise_without_a_model_writes_a_random_gpt2(tmp_path):
     code, out, err = conftest.run("exercise", "check", "3", str(folder))
     assert code == 0, out + err
     assert (folder / "gpt2-random" / "config.json").is_file() and "gpt2-random" in out
+
+
+# ----------------------------------------------------------------------------- the encoder-decoder's pieces
+
+
+def test_the_cross_attention_runs_on_real_sources_and_their_targets():
+    """The translator's real input: two English sources, padded, through the real encoder (the
+    memory), and their Chinese targets under teacher forcing, padded too; S = T, so that keys and
+    values taken from the decoder run (and are diagnosed) instead of failing on a shape."""
+    s = grader.setting(grader.kind_of("marian-cross-attention"), None)
+    B, S = s.source_ids.shape
+    assert (B, S) == tuple(s.ids.shape) and not s.source_mask.all() and not s.mask.all()
+    assert s.ids[0, 0] == s.twin.config.decoder_start_token_id  # the decoder's input starts with the start token
+    memory = s.twin.model.encoder(s.source_ids, s.source_mask)[0]
+    assert torch.equal(s.roles["memory"], memory) and s.roles["x"].shape == (B, S, s.config.d_model)
+    assert s.roles["source_mask4d"].shape == (B, 1, 1, S)
+    assert "2 sources" in s.describe() and "teacher forcing" in s.describe() and "padding tokens at the end" in s.describe()
+    assert s.keep_of("cross-probs").shape == (B, 1, S, S) and torch.equal(s.rows_of("memory"), s.source_mask.bool())
+
+
+def test_the_cli_grades_a_cross_attention_exit_0_and_its_mistake_exit_1(tmp_path):
+    code, out, err = run(f"{SOLUTIONS / CROSS[0]}::{CROSS[1]}", "--as", "marian-cross-attention")
+    assert code == 0 and err == "" and "MarianAttention" in out and "teacher forcing" in out
+    path = broken(tmp_path, CROSS[0], [("k = self.to_k(memory)", "k = self.to_k(x)"), ("v = self.to_v(memory)", "v = self.to_v(x)")])
+    code, out, err = run(f"{path}::{CROSS[1]}", "--as", "marian-cross-attention")
+    flat = " ".join(out.split())
+    assert code == 1 and err == "" and "first math step" in out and "诊断" in out
+    assert "keys and values are computed from the decoder's own states" in flat
+    code, report = run_json(f"{path}::{CROSS[1]}", "--as", "marian-cross-attention")
+    assert code == 1 and report["first_math"] == "k_proj" and report["diagnosis"]["id"] == "cross-kv-from-decoder"
+    assert CJK.search(report["diagnosis"]["zh-CN"]) and report["layer"] == 0
+
+
+def test_list_says_the_encoder_decoder_kinds_inputs():
+    code, out, err = run("--list")
+    flat = " ".join(out.split())
+    assert code == 0 and "MarianDecoderLayer" in out and "forward(x, memory, source_mask)" in flat
+    assert "forward(x, mask, memory, source_mask)" in flat and "the encoder's output (B, S, C)" in flat
+    assert "the source's tokenizer mask (B, S)" in flat and "encoder_attn.k_proj" in flat and "marian-numbers-en-zh" in flat
+
+
+def test_bad_input_for_the_encoder_decoder_kinds_is_one_line_and_exit_2(tmp_path):
+    no_mask = (SOLUTIONS / CROSS[0]).read_text().replace("def forward(self, x, memory, source_mask):", "def forward(self, x, memory):")
+    (tmp_path / "no_mask.py").write_text(no_mask)
+    for argv, says in [
+        ([f"{SOLUTIONS / CROSS[0]}::{CROSS[1]}", "--as", "marian-cross-attention", "--layer", "3"], "its layers are 0 to 2"),
+        ([f"{SOLUTIONS / CROSS[0]}::{CROSS[1]}", "--as", "marian-cross-attention", "--model", conftest.MINILM],
+         "grades a module of a marian model"),
+        ([f"{tmp_path / 'no_mask.py'}::{CROSS[1]}", "--as", "marian-cross-attention"], "calls forward(x, memory, source_mask)"),
+    ]:
+        code, out, err = run(*argv)
+        assert code == 2 and says in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == "", err
+
+
+def test_exercise_list_shows_the_encoder_decoder_exercises():
+    code, out, err = conftest.run("exercise", "list")
+    assert code == 0 and "09_cross_attention.py" in out and "10_decoder_layer.py" in out
+    assert "marian-cross-attention" in out and "marian-decoder-layer" in out and "交叉注意力" in out

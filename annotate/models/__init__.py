@@ -270,6 +270,9 @@ ROLES = {
     "types": "the token type ids (B, T): all 0, one segment",
     "positions": "the position ids (1, T); None: the module counts them itself",
     "past": "the cache: None at the first token, then the (key, value) the previous call returned",
+    "memory": "the encoder's output (B, S, C): the source run through the real encoder, what cross-attention reads keys and values from",
+    "source_mask": "the source's tokenizer mask (B, S): 1 for a real source token, 0 for padding",
+    "source_mask4d": "the source's additive mask (B, 1, 1, S): 0 for a real source token, the dtype's minimum for padding",
 }
 
 
@@ -302,7 +305,9 @@ class Graded:
     steps: tuple[str, ...]  # the steps the twin's module records, in forward order (names inside the module)
     output: str  # the step whose value forward returns
     layouts: dict[str, str] = dataclasses.field(default_factory=dict)  # step -> "heads" (B, h, T, hs), "scores" (B, nh, T, S)
-    # softmax's input, compared where a key is seen), "probs" (B, nh, T, S), "positions" (1, T, C); else "tokens" (B, T, ...)
+    # softmax's input, compared where a key is seen), "probs" (B, nh, T, S), "positions" (1, T, C); "memory" (B, S, ...): over
+    # the source's tokens (a cross-attention's keys and values), compared at the real ones; "cross-scores", "cross-probs": a
+    # cross-attention's (B, nh, T, S), the keys being the source's tokens; else "tokens" (B, T, ...)
     causal: bool = False  # the learner applies the causal mask itself
     default_model: str | None = None  # None: --model is needed
     attention: str | None = None  # the path of its attention module inside it ("": itself); None: it has none
@@ -312,6 +317,13 @@ class Graded:
     sublayers: tuple[Sublayer, ...] = ()  # its residual sublayers, in order
     pre_norm: bool = False  # each sublayer normalises its input (GPT-2) rather than its output (BERT)
     incremental: bool = False  # run token by token, the learner's forward taking and returning the cache ("past")
+    # Its cross-attentions (an encoder-decoder's decoder): their paths inside it ("": itself), each with the name of its
+    # forward's argument that takes the memory (the encoder's output), for the diagnosis "keys and values from the decoder".
+    cross: dict[str, str] = dataclasses.field(default_factory=dict)
+    # An encoder-decoder's real input: the source texts and their target texts (fed to the decoder under teacher forcing:
+    # the start token, then the target shifted right). Empty: the grader's own texts (annotate/grader.py TEXTS).
+    texts: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
     model_type: str = ""  # the architecture whose file defines it (filled in by ``graded``)
 
 

@@ -181,3 +181,77 @@ TWINS = {
 
 CALL_PATH = ("MarianAttention", "MarianEncoderLayer", "MarianDecoderLayer", "MarianEncoder", "MarianDecoder",
              "MarianSinusoidalPositionalEmbedding", "MarianModel", "MarianMTModel", "shift_tokens_right")
+
+
+# ---------------------------------------------------------------------------------------------
+# annotate check (annotate/grader.py): the modules of Marian a learner can write and have graded.
+
+from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+
+TRANSLATOR = "marian-numbers-en-zh"  # the packaged real translator (annotate/data/): the default model
+# Two English numbers and their Chinese numerals (as num2words and cn2an write them, the translator's
+# own translations too). Both sides padded: the source to S = 11 tokens, the target to T = 11 (the
+# first pair's lengths), so that a mask mistake shows on each side; S = T also lets keys and values
+# taken from the decoder instead of the encoder run, and show as numbers.
+_SOURCES = ("seven hundred and twelve thousand, four hundred and eighty", "five hundred and twelve")
+_TARGETS = ("七十一万二千四百八十", "五百一十二")
+_ATTENTION_STEPS = ("q_proj", "k_proj", "v_proj", "scores", "probs", "context", "out_proj")
+_SELF_LAYOUTS = {"scores": "scores", "probs": "probs"}
+_CROSS_LAYOUTS = {"k_proj": "memory", "v_proj": "memory", "scores": "cross-scores", "probs": "cross-probs"}
+_FEED_FORWARD = ("fc1", "activation_fn", "fc2", "fc2.residual", "final_layer_norm")
+
+
+def _self_attention_branch(layer, h, args):
+    return {}, layer.self_attn(h, attention_mask=args["mask4d"])[0]
+
+
+def _cross_attention_branch(layer, h, args):
+    return {}, layer.encoder_attn(h, key_value_states=args["memory"], attention_mask=args["source_mask4d"])[0]
+
+
+def _feed_forward_branch(layer, h, args):
+    """fc1, the activation, fc2 on ``h`` (the layer's feed_forward records them, not the modules)."""
+    up = layer.fc1(h)
+    activated = layer.activation_fn(up)
+    down = layer.fc2(activated)
+    return {"fc1": up, "activation_fn": activated, "fc2": down}, down
+
+
+_SELF_SUBLAYER = Sublayer(_self_attention_branch, "self_attn_layer_norm", "self_attn_layer_norm", "self_attn.residual")
+_FF_SUBLAYER = Sublayer(_feed_forward_branch, "final_layer_norm", "final_layer_norm", "fc2.residual")
+_INPUT = dict(default_model=TRANSLATOR, texts=_SOURCES, targets=_TARGETS)
+
+GRADED = (
+    Graded(
+        "marian-cross-attention", "MarianAttention", "decoder.layers.{layer}.encoder_attn", call=("x", "memory", None, "source_mask4d"),
+        args=("x", "memory", "source_mask"),
+        returns="the cross-attention's output (B, T, C), after out_proj (or (output, probs)): queries from the decoder's x, "
+                "keys and values from the memory, the source's padding masked",
+        steps=_ATTENTION_STEPS, output="out_proj", layouts=_CROSS_LAYOUTS, attention="", qkv=("q_proj", "k_proj", "v_proj"), out_proj="out_proj",
+        cross={"": "key_value_states"}, **_INPUT,
+    ),
+    Graded(
+        "marian-decoder-layer", "MarianDecoderLayer", "decoder.layers.{layer}", call=("x", "mask4d", "memory", "source_mask4d", None),
+        args=("x", "mask", "memory", "source_mask"),
+        returns="the layer's output (B, T, C): LayerNorm(x + causal self-attention(x)), then LayerNorm(. + cross-attention(., memory)), "
+                "then LayerNorm(. + FFN(.)) (post-LN); the causal mask is yours to apply",
+        steps=(*(f"self_attn.{s}" for s in _ATTENTION_STEPS), "self_attn.residual", "self_attn_layer_norm",
+               *(f"encoder_attn.{s}" for s in _ATTENTION_STEPS), "encoder_attn.residual", "encoder_attn_layer_norm", *_FEED_FORWARD),
+        output="final_layer_norm",
+        layouts={**{f"self_attn.{k}": v for k, v in _SELF_LAYOUTS.items()}, **{f"encoder_attn.{k}": v for k, v in _CROSS_LAYOUTS.items()}},
+        causal=True, attention="self_attn", qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), out_proj="self_attn.out_proj",
+        activation="activation_fn",
+        sublayers=(_SELF_SUBLAYER,
+                   Sublayer(_cross_attention_branch, "encoder_attn_layer_norm", "encoder_attn_layer_norm", "encoder_attn.residual"),
+                   _FF_SUBLAYER),
+        cross={"encoder_attn": "key_value_states"}, **_INPUT,
+    ),
+    Graded(
+        "marian-encoder-layer", "MarianEncoderLayer", "encoder.layers.{layer}", call=("x", "mask4d"), args=("x", "mask"),
+        returns="the layer's output (B, S, C): LayerNorm(x + self-attention(x)), then LayerNorm(. + FFN(.)) (post-LN), over the source",
+        steps=(*(f"self_attn.{s}" for s in _ATTENTION_STEPS), "self_attn.residual", "self_attn_layer_norm", *_FEED_FORWARD),
+        output="final_layer_norm", layouts={f"self_attn.{k}": v for k, v in _SELF_LAYOUTS.items()},
+        attention="self_attn", qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), out_proj="self_attn.out_proj",
+        activation="activation_fn", sublayers=(_SELF_SUBLAYER, _FF_SUBLAYER), **_INPUT,
+    ),
+)

@@ -56,6 +56,23 @@ ANSWERS = {
         ('k = todo("3a: k repeated to h heads")', "k = k.repeat_interleave(self.h // self.h_kv, dim=1)"),
         ('v = todo("3b: v repeated to h heads")', "v = v.repeat_interleave(self.h // self.h_kv, dim=1)"),
     ],
+    9: [
+        ('k = todo("1a: the keys, from the memory")', "k = self.k_proj(memory)"),
+        ('v = todo("1b: the values, from the memory")', "v = self.v_proj(memory)"),
+        ('seen = todo("2: the source\'s real tokens, (B, 1, 1, S)")', "seen = source_mask[:, None, None, :].bool()"),
+    ],
+    10: [
+        ('causal = todo("1: the causal and padding mask, (B, 1, T, T)")',
+         "causal = torch.ones(T, T, dtype=torch.bool).tril()[None, None] & mask[:, None, None, :].bool()"),
+        ('summed = todo("2a: x plus the cross-attention\'s output")',
+         "summed = x + self.encoder_attn(x, memory, source_mask[:, None, None, :].bool())"),
+        ('x = todo("2b: the cross-attention\'s LayerNorm")', "x = self.encoder_attn_layer_norm(summed)"),
+        ('hidden = todo("3a: fc1")', "hidden = self.fc1(x)"),
+        ('hidden = todo("3b: swish")', "hidden = hidden * torch.sigmoid(hidden)"),
+        ('out = todo("3c: fc2")', "out = self.fc2(hidden)"),
+        ('summed = todo("4a: the feed-forward\'s residual sum")', "summed = x + out"),
+        ('return todo("4b: the final LayerNorm")', "return self.final_layer_norm(summed)"),
+    ],
 }
 
 
