@@ -18,6 +18,7 @@ Grading your own module against transformers (annotate/grader.py)::
 
 __version__ = "0.1.0"
 
+from annotate.i18n import use as use_language  # noqa: E402  (annotate.use_language("zh-CN"): the views in Chinese)
 from annotate.recorder import record  # noqa: E402  (a leaf module: no torch import)
 
 

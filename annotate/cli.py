@@ -75,6 +75,7 @@ def _add_trace(commands) -> None:
     trace.add_argument("--against", choices=("eager", "sdpa"), help="with --diff: transformers' attention path to compare with (default eager)")
     trace.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="with --diff: run transformers in this dtype, against the fp32 twin (default fp32)")
     trace.add_argument("--device", choices=("cpu", "cuda"), help="with --diff: run transformers on this device (default cpu)")
+    trace.add_argument("--lang", choices=("en", "zh-CN"), help="the language of the view's headings, legends and hints (default: the locale's; zh_CN chooses zh-CN)")
     trace.add_argument("--html", metavar="FILE", help="also write the explorer: one self-contained, offline web page of the trace (flow chart, stages with their code, every head's attention)")
     trace.set_defaults(run=run_trace)
 
@@ -96,6 +97,7 @@ def _add_diff(commands) -> None:
     diff.add_argument("--full", action="store_true", help="every stage, with its statistics and max |A - B|")
     diff.add_argument("--explain", action="store_true", help="beside each stage: its formula, and the lines that compute it")
     diff.add_argument("--json", action="store_true", help="print the comparison as one JSON object, each stage with its verdict")
+    diff.add_argument("--lang", choices=("en", "zh-CN"), help="the language of the view's headings, legends and hints (default: the locale's; zh_CN chooses zh-CN)")
     diff.set_defaults(run=run_diff)
 
 
@@ -112,6 +114,7 @@ def _add_source(commands) -> None:
                         "encoder.layer.0.attention.self.probs, transformer.h.3.mlp.act")
     source.add_argument("--model", metavar="MODEL_TYPE", help="which modeling file (bert, gpt2, ...), when NAME is in several; a stage's architecture")
     source.add_argument("--no-twin", action="store_true", help="print transformers' source only")
+    source.add_argument("--lang", choices=("en", "zh-CN"), help="the language of the view's headings, legends and hints (default: the locale's; zh_CN chooses zh-CN)")
     source.set_defaults(run=run_source)
 
 
@@ -138,6 +141,7 @@ def _add_generate(commands) -> None:
     generate.add_argument("--top-k", type=int, metavar="K", help="with --do-sample: keep the K likeliest tokens (default 50; 0: all)")
     generate.add_argument("--top-p", type=float, metavar="P", help="with --do-sample: keep the likeliest tokens up to probability P (default 1.0: all)")
     generate.add_argument("--seed", type=int, metavar="S", help="torch.manual_seed(S) first, as for transformers; sampling without it draws one and shows it")
+    generate.add_argument("--lang", choices=("en", "zh-CN"), help="the language of the view's headings, legends and hints (default: the locale's; zh_CN chooses zh-CN)")
     generate.add_argument("--json", action="store_true", help="print the steps as one JSON object instead of a table")
     generate.add_argument("--html", metavar="FILE", help="also write the explorer of the generation: one self-contained, offline web page (each step's "
                           "choice and alternatives, its attention over the prompt and the tokens so far per layer and head, the cache growing); a decoder only")
@@ -190,6 +194,7 @@ def _add_check(commands) -> None:
     check.add_argument("--layer", type=int, default=0, metavar="N", help="which layer's module (default 0)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.add_argument("--list", action="store_true", help="list the kinds: what forward takes and returns, and the step names")
+    check.add_argument("--lang", choices=("en", "zh-CN"), help="the language of the view's headings, legends and hints (default: the locale's; zh_CN chooses zh-CN)")
     check.set_defaults(run=run_check)
 
 
@@ -201,9 +206,11 @@ def _add_exercise(commands) -> None:
         "and grade it against transformers on real weights.",
     )
     actions = exercise.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="the exercises")
+    listed = actions.add_parser("list", help="the exercises")
     start = actions.add_parser("start", help="copy exercise N's skeleton into DIR")
     check = actions.add_parser("check", help="grade DIR's copy of exercise N")
+    for action in (listed, start, check):
+        action.add_argument("--lang", choices=("en", "zh-CN"), help="the language of the view's headings and hints (default: the locale's; zh_CN chooses zh-CN)")
     for action in (start, check):
         action.add_argument("number", metavar="N")
         action.add_argument("folder", metavar="DIR")
@@ -235,6 +242,7 @@ def run_exercise(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from annotate import exercise
+    from annotate.i18n import t
 
     console = Console(highlight=False)
     if args.action == "list":
@@ -242,8 +250,8 @@ def run_exercise(args: argparse.Namespace) -> int:
         return 0
     if args.action == "start":
         path = exercise.start(args.number, args.folder)
-        console.print(f"copied to {path}")
-        console.print(f"fill in its TODOs, then: annotate exercise check {args.number} {args.folder}")
+        console.print(t("copied to {path}", path=path))
+        console.print(t("fill in its TODOs, then: annotate exercise check {n} {folder}", n=args.number, folder=args.folder))
         return 0
     result = exercise.check(args.number, args.folder, model=args.model)
     if isinstance(result, exercise.Unfinished):
@@ -301,8 +309,10 @@ def run_trace(args: argparse.Namespace) -> int:
     else:
         render.render(result, view, console, explain=render.explainer(result) if args.explain else None)
     if args.html:
+        from annotate.i18n import t
+
         size = explorer.write(result, args.html)
-        console.print(f"explorer: {args.html} ({size / 1e6:.1f} MB, works offline)", style="dim", highlight=False, soft_wrap=True)
+        console.print(t("explorer: {path} ({size:.1f} MB, works offline)", path=args.html, size=size / 1e6), style="dim", highlight=False, soft_wrap=True)
     # Values: only a difference in the math fails (annotate/compare.py); rounding is reported, not failed.
     diverged = (result.comparison is not None and result.comparison.has_math()) or (args.grad and result.first_grad_divergence() is not None)
     return 1 if args.diff and diverged else 0
@@ -314,6 +324,7 @@ def run_translation(args: argparse.Namespace) -> int:
 
     from annotate import render_translate, tracer, translate
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     for option in ("grad", "lens", "grid", "save", "layers", "heads", "stages", "explain", "attention", "label", "top_k"):
         if getattr(args, option, None) not in (None, False):
@@ -323,7 +334,7 @@ def run_translation(args: argparse.Namespace) -> int:
 
         explorer_translate.check_target(args.html)
     console = Console()
-    with tracer._status(f"loading {args.model}", not args.json):
+    with tracer._status(t("loading {model}", model=args.model), not args.json):
         folder, twin = tracer.load(args.model)
     result = translate.trace(args.model, folder, twin, args.text, args.target, diff=args.diff, progress=not args.json, **_comparison(args))
     if args.json:
@@ -332,7 +343,8 @@ def run_translation(args: argparse.Namespace) -> int:
         render_translate.render(result, console, full=args.full)
     if args.html:
         size = explorer_translate.write(result, args.html)
-        console.print(f"explorer: {args.html} ({size / 1e6:.1f} MB, works offline)", style="dim", highlight=False, soft_wrap=True)
+        console.print(t("explorer: {path} ({size:.1f} MB, works offline)", path=args.html, size=size / 1e6),
+                      style="dim", highlight=False, soft_wrap=True)
     return 1 if args.diff and result.comparison.has_math() else 0
 
 
@@ -371,6 +383,7 @@ def run_source(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     from annotate import tracer, watch
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     if args.html is not None:
         from annotate import explorer
@@ -406,7 +419,8 @@ def run_generate(args: argparse.Namespace) -> int:
         from annotate import explorer_generate
 
         size = explorer_generate.write(session, args.html)
-        watch.console().print(f"explorer: {args.html} ({size / 1e6:.1f} MB, works offline)", style="dim", highlight=False, soft_wrap=True)
+        watch.console().print(t("explorer: {path} ({size:.1f} MB, works offline)", path=args.html, size=size / 1e6),
+                              style="dim", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -449,6 +463,7 @@ def run_guide(args: argparse.Namespace) -> int:
     import unicodedata
 
     from annotate import guides
+    from annotate.i18n import t
 
     found = guides.index(args.lang)
     if args.json:
@@ -462,7 +477,7 @@ def run_guide(args: argparse.Namespace) -> int:
         rows = [g for g in found if g.lang == lang]
         if not rows:
             continue
-        print(f"{name} (annotate notebook N{' --lang ' + lang if lang != 'en' else ''}):")
+        print(t("{language} (annotate notebook N{option}):", language=name, option=" --lang " + lang if lang != "en" else ""))
         widest = max(width(g.title) for g in rows)
         for g in rows:
             print(f"  {g.number:>2}  {g.title}{' ' * (widest - width(g.title))}  {g.path}")
@@ -479,8 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     from annotate.errors import UserError
 
+    from annotate import i18n
+
     try:
-        return args.run(args)
+        with i18n.using(getattr(args, "lang", None)):
+            return args.run(args)
     except BrokenPipeError:  # the reader left (| head): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         return 141

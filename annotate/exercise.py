@@ -132,22 +132,29 @@ def render_listing(console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from annotate import i18n
+    from annotate.i18n import t
+
+    chinese = i18n.current() == "zh-CN"  # the title in the view's language first, the other beside it
     grid = Table.grid(padding=(0, 2))
     grid.add_column(justify="right", style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for e in listing():
-        grid.add_row(str(e["number"]), Text(e["title"], style="bold") + Text(f"  {e['title_zh']}")
-                     + Text(f"\n{e['file']}: graded as {e['kind']} ({e['against']})", style="dim"))
+        first, second = (e["title_zh"], e["title"]) if chinese else (e["title"], e["title_zh"])
+        grid.add_row(str(e["number"]), Text(first, style="bold") + Text(f"  {second}")
+                     + Text("\n" + t("{file}: graded as {kind} ({against})", file=e["file"], kind=e["kind"], against=e["against"]), style="dim"))
     console.print(grid)
-    console.print(Text("annotate exercise start N DIR copies one; annotate exercise check N DIR grades it", style="dim"), highlight=False)
+    console.print(Text(t("annotate exercise start N DIR copies one; annotate exercise check N DIR grades it"), style="dim"), highlight=False)
 
 
 def render_unfinished(unfinished: Unfinished, console, folder: str | Path) -> None:
     """Which TODO is next, and where: the line, in both languages."""
     from rich.text import Text
 
+    from annotate.i18n import t
+
     e = unfinished.exercise
     console.print(Text(f"exercise {e.number} ({e.title}) is not finished:"), highlight=False)
     console.print(Text(f"  {unfinished.where}: {unfinished.todo}", style="bold"), highlight=False)
     console.print(Text(f"练习 {e.number}（{e.title_zh}）还没有完成。"), highlight=False)
-    console.print(Text(f"fill it in, then run: annotate exercise check {e.number} {folder}", style="dim"), highlight=False)
+    console.print(Text(t("fill it in, then run: annotate exercise check {number} {folder}", number=e.number, folder=folder), style="dim"), highlight=False)

@@ -15,8 +15,11 @@ What it shows, and what it is made from here (the page's script only draws):
   annotate/models/<model_type>.py (``kinds(trace)``), never read from its name; the page gets it
   too (each stage's ``kind``), for the boxes' colours;
 - each stage: statistics, a histogram of its values, and ``annotate.stages.explain``'s formula
-  with transformers' lines and the twin's (file, line numbers, text); under --diff, max |twin -
-  transformers| and the first stage that differs;
+  with transformers' lines and the twin's (file, line numbers, text), the lines of the other
+  transformers version's branch folded (``other_lines``); under --diff, max |twin - transformers|,
+  the first stage that differs, and each stage's verdict as --json gives it (annotate/compare.py:
+  "equal", "rounding", "math", "absent"), the first math difference and why stages are absent
+  (``verdicts``);
 - every head's attention: (layers, heads, T, T) probabilities as little-endian uint16
   (round(p * 65535): a step of 1.5e-5), base64, in one block the script decodes on first use;
 - the residual stream: the norm |h| of each token's hidden state at every point of the stream;
@@ -41,7 +44,14 @@ page adds: ``[data-rope]`` (the angles' card of a rotary stage, its canvas ``[da
 ``[data-kv-group="G"]`` on the heads (and their bands) that share K/V head G, ``[data-gqa]`` (the
 legend), ``[data-gate="L"]`` (the gate's card of layer L's gated MLP stages, with
 ``[data-gate-token]``, ``[data-gate-series]``, ``[data-gate-closed]`` and ``[data-gate-map]``), and
-a ``.tag[data-norm="RMSNorm"]`` on each RMSNorm's box. A trace with ``lens`` adds the tab
+a ``.tag[data-norm="RMSNorm"]`` on each RMSNorm's box. Under --diff each stage's box (and each
+layer's row) has a ``.mark[data-verdict="equal|rounding|math|absent"]`` ("=", "≈", "≠", "∅"; the
+legend ``[data-verdict-legend]``), the first math difference's box the class ``first-math`` and a
+``.fm[data-first-math]`` tag, its layer the class ``first-math``; the stage panel's
+``.diffline[data-verdict]`` says the stage's verdict, and ``.first-math-note[data-first-math]``
+marks the first math difference; the header's ``[data-verdict]`` sums them up, as the terminal's
+closing lines do. A page says what it says in the language it was written in (annotate.i18n: the
+script's ``t``, and ``<html lang>``). A trace with ``lens`` adds the tab
 ``[data-tab="lens"]``: ``[data-lens-cell="L,i"]`` per layer and position (``data-prob``, and
 ``data-final`` where it is the final answer), ``[data-lens-first]`` on the cell where position
 i's final answer first becomes top-1; clicking a cell fills ``#lens-detail``. A byte-level
@@ -63,6 +73,7 @@ from typing import Any
 import torch
 
 from annotate.errors import UserError
+from annotate.i18n import t
 
 HISTOGRAM_BINS = 40
 CONTEXT_GAP = 3  # lines of a snippet further apart than this are shown with "⋮" between them
@@ -208,22 +219,24 @@ def stream(trace, chart: dict[str, Any]) -> dict[str, Any]:
     """The residual stream, point by point: what enters the first layer, the stream after each
     add (after its LayerNorm, post-LN), and a LayerNorm right after the layers (GPT-2's ln_f; a
     head's own LayerNorm, as in BERT's masked-LM transform, is not the stream). ``norms``: per
-    point, |h| of each token's vector (L2 over the hidden size)."""
+    point, |h| of each token's vector (L2 over the hidden size). The labels are the page's, in
+    the current language (annotate.i18n)."""
     points: list[tuple[str, str]] = []  # (label, stage)
     start = _stream_start(trace, chart)
     if start:
-        points.append(("embeddings", start))
+        points.append((t("embeddings"), start))
     for layer in chart["layers"]:
         blocks = layer["blocks"]
         for i, block in enumerate(blocks):
             if block["kind"] == "branch" or (block["kind"] == "add" and i + 1 < len(blocks) and blocks[i + 1]["kind"] == "norm"):
                 continue
             title = next((b["title"] for b in reversed(blocks[:i]) if b["kind"] == "branch"), "")
-            points.append((f"layer {layer['layer']} · {'attn' if title == 'self-attention' else 'ffn'}", block["stage"]))
+            n = layer["layer"]
+            points.append((t("layer {n} · attn", n=n) if title == "self-attention" else t("layer {n} · ffn", n=n), block["stage"]))
         if points and layer["output"]:
-            points[-1] = (f"layer {layer['layer']}", layer["output"])  # the layer's output: the same values as its last add
+            points[-1] = (t("layer {n}", n=layer["layer"]), layer["output"])  # the layer's output: the same values as its last add
     if chart["after"] and _kind(trace.model_type, chart["after"][0][0]) == "norm":  # right after the layers: a norm of the stream itself (ln_f)
-        points.append(("final norm", chart["after"][0][0]))
+        points.append((t("final norm"), chart["after"][0][0]))
     T = len(trace.tokens)
     kept = [(label, name) for label, name in points if tuple(trace.states[name].shape[:2]) == (1, T) and trace.states[name].dim() == 3]
     norms = [[_round(v) for v in trace.states[name][0].norm(dim=-1).tolist()] for _, name in kept]  # fp32: 4 digits are shown
@@ -452,31 +465,39 @@ def _snippet(snippet) -> dict[str, Any]:
     with the lines between them when they are close, and "⋮" where they are not."""
     lines = list(snippet.lines)
     text = _file_lines(snippet.path)
+    folded = set(snippet.folded)
     shown: list[list[Any]] = []  # [number, text, marked]; number 0: a gap
     for i, n in enumerate(lines):
         if i and n - lines[i - 1] > 1:
-            if n - lines[i - 1] <= CONTEXT_GAP + 1:
+            if n - lines[i - 1] <= CONTEXT_GAP + 1 or any(lines[i - 1] < m < n for m in folded):
                 shown.extend([m, text[m - 1], False] for m in range(lines[i - 1] + 1, n))
             else:
                 shown.append([0, "⋮", False])
         shown.append([n, text[n - 1], True])
+    before = sorted(m for m in folded if m < lines[0])  # the other version's lines just above the first ("if versions.V4:")
+    if before:
+        shown[:0] = [[m, text[m - 1], False] for m in range(before[0], lines[0])]
     # A first line deeper than the others sits in a block the snippet doesn't show ("if mask is
     # not None:"): add that block's header, unmarked, so the indentation reads as code.
-    depth = lambda t: len(t) - len(t.lstrip())  # noqa: E731
-    marked = [t for n, t, hit in shown if hit and t.strip()]
-    if len(marked) > 1 and depth(marked[0]) > min(depth(t) for t in marked):
+    depth = lambda line: len(line) - len(line.lstrip())  # noqa: E731
+    marked = [row[1] for row in shown if row[2] and row[1].strip()]
+    if len(marked) > 1 and depth(marked[0]) > min(depth(line) for line in marked):
         for m in range(lines[0] - 1, max(lines[0] - 1 - CONTEXT_GAP, 0), -1):
             if text[m - 1].strip() and depth(text[m - 1]) < depth(marked[0]):
                 shown[:0] = [[k, text[k - 1], False] for k in range(m, lines[0])]
                 break
-    code = [t for n, t, _ in shown if n and t.strip()]
-    indent = min((len(t) - len(t.lstrip()) for t in code), default=0)  # shown as a block, from column 0
+    code = [row[1] for row in shown if row[0] and row[1].strip()]
+    indent = min((len(line) - len(line.lstrip()) for line in code), default=0)  # shown as a block, from column 0
     for row in shown:
         if row[0]:
             row[1] = row[1][indent:]
     first, last = lines[0], lines[-1]
     where = f"{_display(snippet.path)}:{first}" + (f"-{last}" if last != first else "")
-    return {"where": where, "path": str(snippet.path), "function": snippet.qualname, "lines": shown}
+    out = {"where": where, "path": str(snippet.path), "function": snippet.qualname, "lines": shown}
+    other = sorted(folded & {row[0] for row in shown})
+    if other:  # these lines (of the other version's branch) run only under it: the page folds them
+        out["other_version"], out["other_lines"] = snippet.folded_for, other
+    return out
 
 
 def explanations(trace) -> tuple[list[dict[str, Any]], list[int | None]]:
@@ -579,6 +600,35 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
+def verdicts(trace) -> dict[str, Any]:
+    """What the page needs of --diff's verdicts (annotate/compare.py) beyond each stage's own
+    (``verdict``: "equal", "rounding", "math", "absent", as Trace.to_dict() has them): ``first_math``,
+    the first stage whose difference is math; ``compared``, the two runs' labels; ``rounding_bound``;
+    ``why_absent``, why the other run has no value for the absent stages, in the current language
+    (``absent_fused``: because sdpa computes them inside one fused kernel)."""
+    from annotate.compare import FUSED, ROUNDING_BOUND
+
+    if not trace.diffed:
+        return {"first_math": None}
+    c = trace.comparison
+    out: dict[str, Any] = {"first_math": trace.first_math(), "rounding_bound": ROUNDING_BOUND}
+    if c is not None:
+        out["compared"] = [c.a, c.b]
+        if any(s.verdict == "absent" for s in trace.stages):
+            out["absent_fused"] = c.absent == FUSED
+            if c.absent == FUSED:
+                out["why_absent"] = t(
+                    "{run} computes the attention scores and probabilities inside one fused kernel "
+                    "(torch's scaled_dot_product_attention) and never returns them",
+                    run=c.b,
+                )
+            elif c.absent is None:
+                out["why_absent"] = t("{run} has no such stages", run=c.b)
+            else:
+                out["why_absent"] = f"{c.b} {c.absent}"
+    return out
+
+
 def data(trace) -> dict[str, Any]:
     """Everything the page shows, as plain data (the attention goes in its own block: ``attention_blob``)."""
     with _one_thread():
@@ -614,6 +664,7 @@ def _data(trace) -> dict[str, Any]:
         "transformers": version,
         "diffed": trace.diffed,
         "first_divergence": trace.first_divergence(),
+        **verdicts(trace),
         "logits_max_abs_diff": trace.logits_max_abs_diff,
         "stages": [
             {
@@ -622,6 +673,7 @@ def _data(trace) -> dict[str, Any]:
                 "shape": list(s.shape),
                 "stats": s.stats,
                 "diff": diffs[s.name],
+                **({"verdict": s.verdict} if trace.diffed else {}),
                 "hist": histogram(trace.states[s.name], s.stats["min"], s.stats["max"]),
                 "explain": i,
                 "kind": kind_of[s.name],
@@ -666,23 +718,27 @@ def _script_json(value: Any) -> str:
     return json.dumps(_plain(value), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
 
 
-def document(title: str, styles: tuple[str, ...], script: str, payload: str, attention: str | None = None, what: str = "trace") -> str:
+def document(title: str, styles: tuple[str, ...], script: str, payload: str, attention: str | None = None) -> str:
     """One offline HTML document: its title, its style sheets and script (package files, inlined),
     its data as JSON (``payload``) and, where it has one, its attention blob. Every explorer page
     (the trace's, a generation's, an encoder-decoder's) is one of these."""
+    from annotate import i18n
+
+    language = i18n.current()
     blob = f'<script type="text/plain" id="annotate-attention">{attention}</script>\n' if attention is not None else ""
+    messages = f'<script type="application/json" id="annotate-messages">{_script_json(i18n.catalogue(language))}</script>\n' if language != "en" else ""
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         # No request may leave the page: the policy refuses any that a future edit might add.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
         f"<title>{html.escape(title)}</title>\n"
         f"<style>\n{''.join(_asset(name) for name in styles)}</style>\n</head>\n<body>\n"
-        f'<div id="app"><noscript>The explorer draws with JavaScript; turn it on to see the {what}.</noscript></div>\n'
+        f'<div id="app"><noscript>{i18n.t("The explorer draws with JavaScript; turn it on to see the page.")}</noscript></div>\n'
         f'<script type="application/json" id="annotate-data">{payload}</script>\n'
-        f"{blob}<script>\n{_asset(script)}</script>\n</body>\n</html>\n"
+        f"{messages}{blob}<script>\n{_asset('i18n.js')}{_asset(script)}</script>\n</body>\n</html>\n"
     )
 
 
@@ -725,5 +781,5 @@ def notebook(trace, height: int = 860) -> str:
     return (
         f'<iframe srcdoc="{html.escape(page(trace), quote=True)}" '
         f'style="width: 100%; height: {height}px; border: 1px solid #ddd; border-radius: 4px" '
-        'sandbox="allow-scripts" title="annotate explorer"></iframe>'
+        f'sandbox="allow-scripts" title="{html.escape(t("annotate explorer"), quote=True)}"></iframe>'
     )

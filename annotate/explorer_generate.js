@@ -42,6 +42,8 @@
     tip.style.top = y + "px";
   }
   const hideTip = () => (tip.style.display = "none");
+  // A message with elements in it: the text places are filled (by t); each {name} left becomes nodes[name].
+  const withNodes = (text, nodes) => text.split(/\{(\w+)\}/).map((part, x) => (x % 2 ? nodes[part] : part)).filter((part) => part !== "");
 
   // ColorBrewer "Blues" (white to navy), as 256 RGB entries: the trace's explorer's scale.
   const STOPS = [[247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214], [66, 146, 198], [33, 113, 181], [8, 81, 156], [8, 48, 107]];
@@ -75,15 +77,19 @@
     for (let k = 0; k < K; k++) out[k] /= n;
     return out;
   }
-  const which = () => `${state.layer === "mean" ? `mean of the ${L} layers` : `layer ${state.layer}`}, ${state.head === "mean" ? `mean of the ${NH} heads` : `head ${state.head}`}`;
+  function which() {
+    if (state.layer === "mean") return state.head === "mean" ? t("mean of the {layers} layers, mean of the {heads} heads", { layers: L, heads: NH }) : t("mean of the {layers} layers, head {h}", { layers: L, h: state.head });
+    return state.head === "mean" ? t("layer {l}, mean of the {heads} heads", { l: state.layer, heads: NH }) : t("layer {l}, head {h}", { l: state.layer, h: state.head });
+  }
 
   // ------------------------------------------------------------------------------------------
   // Header: the model, how it chose, the prompt, the sequence (prompt, then the new tokens).
 
   function chip(j) {
     const step = j - P, piece = D.pieces[j];
-    const title = `token ${j} · id ${D.ids[j]} · vocabulary: ${D.vocab_tokens[j]}` + (piece ? ` · bytes ${D.display_tokens[j]}: piece ${piece[1]} of ${piece[2]} of “${piece[0]}”` : "")
-      + (step >= 0 ? ` · step ${step + 1}` : " · the prompt");
+    const title = [t("token {j} · id {id} · vocabulary: {vocab}", { j, id: D.ids[j], vocab: D.vocab_tokens[j] }),
+      piece ? t("bytes {bytes}: piece {k} of {n} of “{ch}”", { bytes: D.display_tokens[j], k: piece[1], n: piece[2], ch: piece[0] }) : null,
+      step >= 0 ? t("step {n}", { n: step + 1 }) : t("the prompt")].filter(Boolean).join(" · ");
     const props = { class: "tok" + (step >= 0 ? " gen" : "") + (piece ? " piece" : ""), title, "data-seq": String(j) };
     if (step >= 0) { props["data-token-step"] = String(step); props.onclick = () => select(step); }
     return el("span", props, piece ? null : D.tokens[j], el("sub", { text: String(j) }));
@@ -95,7 +101,7 @@
       const piece = D.pieces[j];
       if (!piece) { group = null; out.push(chip(j)); continue; }
       if (piece[1] === 1 || !group) {
-        group = el("span", { class: "tok-char" + (j >= P ? " gen" : ""), "data-char": piece[0], title: `the ${piece[2]} byte tokens of “${piece[0]}” (the vocabulary has no token for it)` }, el("span", { class: "ch", text: piece[0] }));
+        group = el("span", { class: "tok-char" + (j >= P ? " gen" : ""), "data-char": piece[0], title: t("the {n} byte tokens of “{ch}” (the vocabulary has no token for it)", { n: piece[2], ch: piece[0] }) }, el("span", { class: "ch", text: piece[0] }));
         out.push(group);
       }
       group.append(chip(j));
@@ -103,14 +109,19 @@
     return out;
   }
   function header() {
-    const how = D.sampling ? `sampling: ${D.processors.length ? D.processors.join(", ") : "the model's own distribution"}; seed ${D.seed}` : "greedy: each step takes the likeliest token";
-    const kv = D.kv_heads !== NH ? ` (${D.kv_heads} K/V)` : "";
-    const facts = [`${D.model_class} (${D.model_type})`, `${L} layers × ${NH} heads${kv}`, how].join(" · ");
-    const end = D.stopped_at_eos ? `stopped at the end-of-text token after ${N} new tokens` : `${N} new tokens`;
+    // The processors as annotate/watch.py names them ("temperature 0.7", "top-k 50"), listed as the page's language lists.
+    const processor = (p) => (p.startsWith("temperature ") ? t("temperature {value}", { value: p.slice("temperature ".length) }) : p);
+    const listed = D.processors.map(processor).join(document.documentElement.lang === "zh-CN" ? "、" : ", ");
+    const how = D.sampling ? t("sampling: {how}; seed {seed}", { how: D.processors.length ? listed : t("the model's own distribution"), seed: D.seed })
+      : t("greedy: each step takes the likeliest token");
+    const shape = D.kv_heads !== NH ? t("{layers} layers × {heads} heads ({kv} K/V)", { layers: L, heads: NH, kv: D.kv_heads }) : t("{layers} layers × {heads} heads", { layers: L, heads: NH });
+    const facts = [`${D.model_class} (${D.model_type})`, shape, how].join(" · ");
+    const end = D.stopped_at_eos ? t("stopped at the end-of-text token after {n} new tokens", { n: N }) : t("{n} new tokens", { n: N });
+    const line = D.chat ? t("user: {prompt} ({n} tokens, through the chat template) → {output} · {end}", { n: P, end })
+      : t("prompt: {prompt} ({n} tokens) → {output} · {end}", { n: P, end });
     return el("header", {},
       el("div", { class: "title" }, el("h1", {}, el("span", { class: "brand" }, "annotate generate · "), D.model), el("span", { class: "facts" }, facts)),
-      el("div", { class: "text-line", title: D.prompt }, D.chat ? "user: " : "prompt: ", el("q", { text: D.prompt }),
-        ` (${P} tokens${D.chat ? ", through the chat template" : ""}) → `, el("q", { class: "out", text: D.text }), ` · ${end}`),
+      el("div", { class: "text-line", title: D.prompt }, withNodes(line, { prompt: el("q", { text: D.prompt }), output: el("q", { class: "out", text: D.text }) })),
       el("div", { class: "tokens", id: "sequence" }, sequenceStrip()));
   }
 
@@ -122,18 +133,18 @@
     const rows = D.steps.map((s, i) => {
       const others = s.top.filter((c) => c.id !== s.id).slice(0, 3);
       return el("div", { class: "step", "data-step": String(i), "data-keys": String(s.keys), tabindex: "0", role: "button",
-        title: `step ${i + 1}: attends to ${s.keys} keys (${P} of the prompt, ${i} generated); the cache holds ${bytes(s.cache_bytes)}`,
+        title: t("step {n}: attends to {keys} keys ({prompt} of the prompt, {generated} generated); the cache holds {bytes}", { n: i + 1, keys: s.keys, prompt: P, generated: i, bytes: bytes(s.cache_bytes) }),
         onclick: () => select(i), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(i); } } },
         el("span", { class: "n", text: String(i + 1) }),
         el("span", { class: "chosen", text: s.token }),
         el("span", { class: "p" }, el("span", { class: "bar" }, el("i", { style: `width: ${(100 * s.prob).toFixed(1)}%` })), pct(s.prob)),
         el("span", { class: "alts", text: others.map((c) => `${c.display} ${pct(c.prob)}`).join("  ") }),
-        el("span", { class: "cache", title: `${s.keys} keys in the cache · ${bytes(s.cache_bytes)}` }, el("span", { class: "kbar" }, el("i", { class: "kp", style: `width: ${((100 * P) / most).toFixed(1)}%` }), el("i", { class: "kg", style: `width: ${((100 * (s.keys - P)) / most).toFixed(1)}%` })), el("b", { text: String(s.keys) })));
+        el("span", { class: "cache", title: t("{keys} keys in the cache · {bytes}", { keys: s.keys, bytes: bytes(s.cache_bytes) }) }, el("span", { class: "kbar" }, el("i", { class: "kp", style: `width: ${((100 * P) / most).toFixed(1)}%` }), el("i", { class: "kg", style: `width: ${((100 * (s.keys - P)) / most).toFixed(1)}%` })), el("b", { text: String(s.keys) })));
     });
     return el("div", { class: "card steps-card" },
-      el("h3", { text: "each step" }),
-      el("div", { class: "step step-head" }, el("span", { class: "n", text: "step" }), el("span", { class: "chosen", text: "token" }), el("span", { class: "p", text: D.sampling ? "p (sampled from)" : "p" }),
-        el("span", { class: "alts", text: "next likeliest" }), el("span", { class: "cache", text: "keys", title: "keys in the cache: the prompt's (grey), then one more per step (purple)" })),
+      el("h3", { text: t("each step") }),
+      el("div", { class: "step step-head" }, el("span", { class: "n", text: t("step") }), el("span", { class: "chosen", text: t("token") }), el("span", { class: "p", text: D.sampling ? t("p (sampled from)") : "p" }),
+        el("span", { class: "alts", text: t("next likeliest") }), el("span", { class: "cache", text: t("keys"), title: t("keys in the cache: the prompt's (grey), then one more per step (purple)") })),
       el("div", { class: "steps", id: "steps" }, rows));
   }
 
@@ -144,15 +155,19 @@
     const i = state.step, s = D.steps[i], card = document.getElementById("step-detail");
     const query = P + i - 1; // the position fed in at this step: the prompt's last token, then each new token in turn
     card.replaceChildren(
-      el("h2", {}, `step ${i + 1} of ${N}: `, el("span", { class: "chosen-big", text: s.token })),
-      el("div", { class: "meta" }, `chosen with p ${pct(s.prob)}` + (D.sampling ? ` (drawn from the processed distribution; the model alone gave it ${pct(s.model_prob)}; ${s.kept} of ${D.vocab_size} tokens kept)` : " (the likeliest: greedy)")
-        + ` · the query: ${tokName(query)}` + (i ? ", the token chosen at the step before" : ", the prompt's last token")
-        + ` · it attends to ${s.keys} keys: ${P} of the prompt${i ? ` and the ${i} generated` : ""} · the cache: ${bytes(s.cache_bytes)} (keys and values, all ${L} layers)`),
+      el("h2", {}, withNodes(t("step {n} of {total}: {token}", { n: i + 1, total: N }), { token: el("span", { class: "chosen-big", text: s.token }) })),
+      el("div", { class: "meta" }, [
+        D.sampling ? t("chosen with p {p} (drawn from the processed distribution; the model alone gave it {model}; {kept} of {vocab} tokens kept)", { p: pct(s.prob), model: pct(s.model_prob), kept: s.kept, vocab: D.vocab_size })
+          : t("chosen with p {p} (the likeliest: greedy)", { p: pct(s.prob) }),
+        i ? t("the query: {token}, the token chosen at the step before", { token: tokName(query) }) : t("the query: {token}, the prompt's last token", { token: tokName(query) }),
+        i ? t("it attends to {keys} keys: {prompt} of the prompt and the {generated} generated", { keys: s.keys, prompt: P, generated: i }) : t("it attends to {keys} keys: {prompt} of the prompt", { keys: s.keys, prompt: P }),
+        t("the cache: {bytes} (keys and values, all {layers} layers)", { bytes: bytes(s.cache_bytes), layers: L }),
+      ].join(" · ")),
       el("div", { class: "cands" }, s.top.map((c) => el("div", { class: "pred" + (c.id === s.id ? " on" : "") },
         el("span", { class: "t", text: c.id === s.id ? s.token : c.display, title: `id ${c.id} · ${c.display}` }),
         el("div", { class: "bar" }, el("i", { style: `width: ${(100 * c.prob).toFixed(2)}%` })),
         el("span", { class: "p", text: pct(c.prob) }),
-        D.sampling ? el("span", { class: "p model", title: "the model's own probability, before the processors", text: pct(c.model_prob) }) : null))));
+        D.sampling ? el("span", { class: "p model", title: t("the model's own probability, before the processors"), text: pct(c.model_prob) }) : null))));
     drawRow();
     drawLayers();
     drawStaircase();
@@ -168,14 +183,15 @@
       chips.push(el("span", {
         class: "tok key" + (k === s.keys - 1 ? " query" : "") + (k >= P ? " gen" : ""), "data-key": String(k), "data-weight": w[k].toFixed(5),
         style: `background: ${color(v)}; color: ${v > 0.55 ? "#fff" : "var(--ink)"}`,
-        onmousemove: (ev) => showTip(ev, `step ${i + 1}, ${which()}\nkey ${tokName(k)}${k === s.keys - 1 ? " (the query itself)" : ""}\nattention ${w[k].toFixed(4)}`),
+        onmousemove: (ev) => showTip(ev, [t("step {n}, {which}", { n: i + 1, which: which() }),
+          k === s.keys - 1 ? t("key {token} (the query itself)", { token: tokName(k) }) : t("key {token}", { token: tokName(k) }), t("attention {w}", { w: w[k].toFixed(4) })].join("\n")),
         onmouseleave: hideTip,
       }, tokText(k), el("sub", { text: String(k) })));
     }
-    chips.push(el("span", { class: "arrow", text: "→" }), el("span", { class: "tok next", title: `the token this step chose (p ${pct(s.prob)})` }, tokText(P + i), el("sub", { text: String(P + i) })));
+    chips.push(el("span", { class: "arrow", text: "→" }), el("span", { class: "tok next", title: t("the token this step chose (p {p})", { p: pct(s.prob) }) }, tokText(P + i), el("sub", { text: String(P + i) })));
     box.replaceChildren(...chips);
-    document.getElementById("att-title").textContent = `where step ${i + 1}'s query looked: ${which()}`;
-    document.getElementById("att-top").textContent = state.scale ? `${(Math.max(...w)).toFixed(3)} (this row's max)` : "1";
+    document.getElementById("att-title").textContent = t("where step {n}'s query looked: {which}", { n: i + 1, which: which() });
+    document.getElementById("att-top").textContent = state.scale ? t("{max} (this row's max)", { max: (Math.max(...w)).toFixed(3) }) : "1";
   }
 
   // Every layer at this step: rows the layers, columns the keys.
@@ -200,8 +216,8 @@
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
     const every = rh >= 14 ? 1 : 5;
-    for (let l = 0; l < L; l += every) ctx.fillText(`layer ${l}`, lw - 4, top + (l + 0.5) * rh);
-    if (L % every !== 1 && every > 1) ctx.fillText(`layer ${L - 1}`, lw - 4, top + (L - 0.5) * rh);
+    for (let l = 0; l < L; l += every) ctx.fillText(t("layer {l}", { l }), lw - 4, top + (l + 0.5) * rh);
+    if (L % every !== 1 && every > 1) ctx.fillText(t("layer {l}", { l: L - 1 }), lw - 4, top + (L - 0.5) * rh);
     if (state.layer !== "mean") { ctx.strokeStyle = "#cf222e"; ctx.lineWidth = 1.5; ctx.strokeRect(lw - 1, top + state.layer * rh - 1, cw * K + 1, rh + 1); }
     ctx.strokeStyle = "#8c959f"; ctx.setLineDash([3, 2]); ctx.beginPath(); ctx.moveTo(lw + P * cw - 0.5, top - 4); ctx.lineTo(lw + P * cw - 0.5, top + L * rh); ctx.stroke(); ctx.setLineDash([]);
     if (labels) {
@@ -221,7 +237,8 @@
     const r = ev.target.getBoundingClientRect(), i = state.step;
     const l = Math.floor((ev.clientY - r.top - LM.top) / LM.rh), k = Math.floor((ev.clientX - r.left - LM.lw) / LM.cw);
     if (l < 0 || l >= L || k < 0 || k >= KEYS[i]) return hideTip();
-    showTip(ev, `step ${i + 1}, layer ${l}, ${state.head === "mean" ? "heads averaged" : `head ${state.head}`}\nkey ${tokName(k)}\nattention ${row(i, l, state.head)[k].toFixed(4)}\nclick: show this layer`);
+    showTip(ev, [state.head === "mean" ? t("step {n}, layer {l}, heads averaged", { n: i + 1, l }) : t("step {n}, layer {l}, head {h}", { n: i + 1, l, h: state.head }),
+      t("key {token}", { token: tokName(k) }), t("attention {w}", { w: row(i, l, state.head)[k].toFixed(4) }), t("click: show this layer")].join("\n"));
   }
   function layersClick(ev) {
     const r = ev.target.getBoundingClientRect(), l = Math.floor((ev.clientY - r.top - LM.top) / LM.rh);
@@ -247,7 +264,7 @@
       ctx.textBaseline = "middle";
       if (rh >= 12 || i % 5 === 0) {
         ctx.textAlign = "right"; ctx.fillText(`${i + 1} ${D.steps[i].token}`, lw - 4, top + (i + 0.5) * rh, lw - 8);
-        ctx.textAlign = "left"; ctx.fillText(`${KEYS[i]} keys · ${bytes(D.steps[i].cache_bytes)}`, lw + KEYS[i] * cw + 4, top + (i + 0.5) * rh);
+        ctx.textAlign = "left"; ctx.fillText(t("{keys} keys · {bytes}", { keys: KEYS[i], bytes: bytes(D.steps[i].cache_bytes) }), lw + KEYS[i] * cw + 4, top + (i + 0.5) * rh);
       }
     }
     ctx.strokeStyle = "#1f2328"; ctx.lineWidth = 1.5;
@@ -255,15 +272,16 @@
     ctx.strokeStyle = "#8c959f"; ctx.lineWidth = 1; ctx.setLineDash([3, 2]);
     ctx.beginPath(); ctx.moveTo(lw + P * cw - 0.5, top - 12); ctx.lineTo(lw + P * cw - 0.5, top + N * rh); ctx.stroke(); ctx.setLineDash([]);
     ctx.fillStyle = "#57606a"; ctx.textBaseline = "bottom";
-    ctx.textAlign = "right"; ctx.fillText("prompt", lw + P * cw - 4, top - 3);
-    ctx.textAlign = "left"; ctx.fillText("generated", lw + P * cw + 4, top - 3);
+    ctx.textAlign = "right"; ctx.fillText(t("prompt"), lw + P * cw - 4, top - 3);
+    ctx.textAlign = "left"; ctx.fillText(t("generated"), lw + P * cw + 4, top - 3);
   }
   function stairHover(ev) {
     const r = ev.target.getBoundingClientRect();
     const i = Math.floor((ev.clientY - r.top - SC.top) / SC.rh), k = Math.floor((ev.clientX - r.left - SC.lw) / SC.cw);
     if (i < 0 || i >= N || k < 0) return hideTip();
-    if (k >= KEYS[i]) return showTip(ev, `step ${i + 1}: ${KEYS[i]} keys in the cache (${bytes(D.steps[i].cache_bytes)}); position ${k} not generated yet`);
-    showTip(ev, `step ${i + 1} (${which()})\nkey ${tokName(k)}\nattention ${row(i, state.layer, state.head)[k].toFixed(4)}\nclick: show this step`);
+    if (k >= KEYS[i]) return showTip(ev, t("step {n}: {keys} keys in the cache ({bytes}); position {k} not generated yet", { n: i + 1, keys: KEYS[i], bytes: bytes(D.steps[i].cache_bytes), k }));
+    showTip(ev, [t("step {n} ({which})", { n: i + 1, which: which() }), t("key {token}", { token: tokName(k) }),
+      t("attention {w}", { w: row(i, state.layer, state.head)[k].toFixed(4) }), t("click: show this step")].join("\n"));
   }
   function stairClick(ev) {
     const r = ev.target.getBoundingClientRect(), i = Math.floor((ev.clientY - r.top - SC.top) / SC.rh);
@@ -294,27 +312,27 @@
   function picker(label, n, attr, current) {
     const values = ["mean", ...Array.from({ length: n }, (_, x) => x)];
     return el("div", { class: "pick" }, el("span", { text: label }), values.map((v) => el("button", {
-      [attr]: String(v), class: String(v) === String(current) ? "on" : null, title: v === "mean" ? `the mean of all ${n}` : null,
+      [attr]: String(v), class: String(v) === String(current) ? "on" : null, title: v === "mean" ? t("the mean of all {n}", { n }) : null,
       onclick: () => (attr === "data-pick-layer" ? pick(v, state.head) : pick(state.layer, v)),
-    }, String(v))));
+    }, v === "mean" ? t("mean") : String(v))));
   }
 
   function main() {
     const ramp = el("canvas", { class: "ramp", width: "120", height: "1" });
     const rc = ramp.getContext("2d");
     for (let x = 0; x < 120; x++) { rc.fillStyle = color(x / 119); rc.fillRect(x, 0, 1, 1); }
-    const controls = el("div", { class: "att-controls" }, picker("layer", L, "data-pick-layer", state.layer), picker("head", NH, "data-pick-head", state.head),
-      el("label", { class: "scale-check" }, el("input", { type: "checkbox", checked: state.scale, onchange: (ev) => { state.scale = ev.target.checked; pick(state.layer, state.head); } }), " scale each row to its own maximum"));
+    const controls = el("div", { class: "att-controls" }, picker(t("layer"), L, "data-pick-layer", state.layer), picker(t("head"), NH, "data-pick-head", state.head),
+      el("label", { class: "scale-check" }, el("input", { type: "checkbox", checked: state.scale, onchange: (ev) => { state.scale = ev.target.checked; pick(state.layer, state.head); } }), " ", t("scale each row to its own maximum")));
     const right = el("section", { id: "right" },
       el("div", { class: "card", id: "step-detail" }),
       el("div", { class: "card" }, el("h3", { id: "att-title" }), controls,
-        el("div", { class: "hint", text: "The attention probabilities of this step's query (the last position: the token fed in) over every key in the cache, the prompt and the tokens generated so far; they sum to 1. The query is outlined; after the arrow, the token the step chose." }),
+        el("div", { class: "hint", text: t("The attention probabilities of this step's query (the last position: the token fed in) over every key in the cache, the prompt and the tokens generated so far; they sum to 1. The query is outlined; after the arrow, the token the step chose.") }),
         el("div", { class: "tokens att-row", id: "att-row" }),
         el("div", { class: "scale" }, "0", ramp, el("span", { id: "att-top" }))),
-      el("div", { class: "card" }, el("h3", { text: "every layer at this step (click a row to pick its layer)" }),
+      el("div", { class: "card" }, el("h3", { text: t("every layer at this step (click a row to pick its layer)") }),
         el("div", { class: "map-wrap" }, el("canvas", { id: "layers-map", onmousemove: layersHover, onmouseleave: hideTip, onclick: layersClick }))),
-      el("div", { class: "card" }, el("h3", { text: "every step: the cache grows by one key a step" }),
-        el("div", { class: "hint", text: `Row: a step; its cells: the keys it attended to (the prompt's ${P}, then one more per step: the key/value cache, never recomputed). Click a row to show its step.` }),
+      el("div", { class: "card" }, el("h3", { text: t("every step: the cache grows by one key a step") }),
+        el("div", { class: "hint", text: t("Row: a step; its cells: the keys it attended to (the prompt's {n}, then one more per step: the key/value cache, never recomputed). Click a row to show its step.", { n: P }) }),
         el("div", { class: "map-wrap" }, el("canvas", { id: "staircase", onmousemove: stairHover, onmouseleave: hideTip, onclick: stairClick }))));
     const app = document.getElementById("app");
     app.replaceChildren(header(), el("main", { class: "gen-main" }, el("aside", { id: "steps-pane" }, stepsList()), right), tip);

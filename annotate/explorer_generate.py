@@ -111,7 +111,7 @@ def page(watch) -> str:
     """The whole page: one HTML document with its data, style and script inside."""
     gen = watch.generation
     return explorer.document(explorer.title("annotate generate", gen.model_class, gen.prompt), ("explorer.css", "explorer_generate.css"),
-                             "explorer_generate.js", _script_json(data(watch)), attention_blob(watch), what="generation")
+                             "explorer_generate.js", _script_json(data(watch)), attention_blob(watch))
 
 
 def write(watch, path: str | Path) -> int:

@@ -29,21 +29,21 @@ def _round(rows) -> list:
     return [[round(float(p), 4) for p in row] for row in rows]
 
 
-def data(t) -> dict[str, Any]:
+def data(tr) -> dict[str, Any]:
     """What the page draws: tokens, every attention (rounded to 4 digits), the masks, the verdicts."""
     def layers(stack: str, count: int, cross: bool = False) -> list[list[list[list[float]]]]:
-        return [[_round(head) for head in t.attention(stack, L, cross).tolist()] for L in range(count)]  # (L, nh, T, K)
+        return [[_round(head) for head in tr.attention(stack, L, cross).tolist()] for L in range(count)]  # (L, nh, T, K)
 
-    S, T = len(t.source_tokens), len(t.target_tokens)
+    S, T = len(tr.source_tokens), len(tr.target_tokens)
     source_mask = [1] * S  # one source, no padding: every column kept (a padded batch would block its padding's)
     return {
-        "model": t.model, "model_class": t.model_class, "model_type": t.model_type,
-        "source": t.source, "translation": t.translation, "given_target": t.given_target,
-        "source_tokens": t.source_tokens, "target_tokens": t.target_tokens,
-        "next_tokens": [{"token": p.token, "prob": round(p.prob, 4)} for p in t.next_tokens],
-        "encoder": layers("encoder", t.encoder_layers),
-        "decoder": layers("decoder", t.decoder_layers),
-        "cross": layers("decoder", t.decoder_layers, cross=True),
+        "model": tr.model, "model_class": tr.model_class, "model_type": tr.model_type,
+        "source": tr.source, "translation": tr.translation, "given_target": tr.given_target,
+        "source_tokens": tr.source_tokens, "target_tokens": tr.target_tokens,
+        "next_tokens": [{"token": p.token, "prob": round(p.prob, 4)} for p in tr.next_tokens],
+        "encoder": layers("encoder", tr.encoder_layers),
+        "decoder": layers("decoder", tr.decoder_layers),
+        "cross": layers("decoder", tr.decoder_layers, cross=True),
         "masks": {
             "padding": [source_mask[:] for _ in range(S)],
             # the same source in a batch beside one two tokens longer: padded on the right, those columns blocked
@@ -51,17 +51,17 @@ def data(t) -> dict[str, Any]:
             "causal": [[1 if j <= i else 0 for j in range(T)] for i in range(T)],
             "cross": [source_mask[:] for _ in range(T)],
         },
-        "stages": [{"name": s.name, "verdict": s.verdict, "max_abs_diff": s.max_abs_diff} for s in t.stages] if t.diffed else None,
-        "first_math": t.first_math() if t.diffed else None,
+        "stages": [{"name": s.name, "verdict": s.verdict, "max_abs_diff": s.max_abs_diff} for s in tr.stages] if tr.diffed else None,
+        "first_math": tr.first_math() if tr.diffed else None,
     }
 
 
-def page(t) -> str:
+def page(tr) -> str:
     """The whole page: one HTML document with its data, style and script inside."""
-    return explorer.document(explorer.title("annotate", t.model_class, t.source), ("explorer_translate.css",), "explorer_translate.js",
-                             _script_json(data(t)))
+    return explorer.document(explorer.title("annotate", tr.model_class, tr.source), ("explorer_translate.css",), "explorer_translate.js",
+                             _script_json(data(tr)))
 
 
-def write(t, path: str | Path) -> int:
+def write(tr, path: str | Path) -> int:
     """Write the page to ``path``; returns its size in bytes."""
-    return explorer.write(t, path, page)
+    return explorer.write(tr, path, page)

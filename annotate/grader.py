@@ -790,9 +790,14 @@ class Report:
         return f"<check {self.learner} as {self.kind}: {self.verdict}" + (f", first math step {self.first_math}>" if self.first_math else ">")
 
     def title(self) -> str:
+        """What the learner's module is graded against, in the view's language."""
+        from annotate.i18n import t
+
         if self.against:
             return self.against
-        return f"{self.hf_class}, layer {self.layer} of {self.model}" if self.layer is not None else f"{self.hf_class} of {self.model}"
+        if self.layer is not None:
+            return t("{cls}, layer {layer} of {model}", cls=self.hf_class, layer=self.layer, model=self.model)
+        return t("{cls} of {model}", cls=self.hf_class, model=self.model)
 
     def render(self, console) -> None:
         """The report in a terminal, laid out for the console's width (80 columns up): long lines
@@ -800,39 +805,43 @@ class Report:
         from rich.table import Table
         from rich.text import Text
 
+        from annotate import i18n
+        from annotate.i18n import t
+
         file, _, cls = self.learner.rpartition("::")
-        console.print(Text(cls or self.learner, style="bold") + Text(f" ({file})" if file else "") + Text(" as ")
-                      + Text(self.kind, style="bold"), highlight=False)
-        console.print(Text(f"against {self.title()}"), highlight=False)
-        console.print(Text(f"input: {self.inputs}", style="dim"), highlight=False)
+        console.print(Text.assemble(*_filled(t("{learner}{file} as {kind}"), learner=Text(cls or self.learner, style="bold"),
+                                             file=Text(f" ({file})" if file else ""), kind=Text(self.kind, style="bold"))), highlight=False)
+        console.print(Text(t("against {what}", what=self.title())), highlight=False)
+        console.print(Text(t("input: {inputs}", inputs=self.inputs), style="dim"), highlight=False)
         console.print()
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        table.add_column("step", overflow="fold")
-        table.add_column("verdict")
+        table.add_column(t("step"), overflow="fold")
+        table.add_column(t("verdict"))
         table.add_column("max|diff|", justify="right")
         table.add_column("")
         for step in self.steps:
             d = _diff_text(step.max_abs_diff)
-            mark = Text("← first math step", style="bold red") if step.name == self.first_math else Text("")
+            mark = Text(t("← first math step"), style="bold red") if step.name == self.first_math else Text("")
             table.add_row(Text(step.name), Text(step.verdict or "—", style=VERDICT_STYLE[step.verdict]), d, mark)
         console.print(table)
         rows = [(step.name, step.note, "dim") for step in self.steps if step.note]
         if self.not_recorded:
-            rows.append(("not recorded", ", ".join(self.not_recorded) + " (annotate.record(name, tensor) in your forward "
-                         "compares a step, so that a difference shows where it starts)", "dim"))
-        rows += [("not compared", f"{name}: {why}", "yellow") for name, why in self.not_compared]
-        rows += [("note", note, "dim") for note in self.notes]
+            rows.append((t("not recorded"), t("{steps} (annotate.record(name, tensor) in your forward compares a step, so that a "
+                                             "difference shows where it starts)", steps=", ".join(self.not_recorded)), "dim"))
+        rows += [(t("not compared"), f"{name}: {why}", "yellow") for name, why in self.not_compared]
+        rows += [(t("note"), note, "dim") for note in self.notes]
         if rows:
             console.print()
             _grid(console, rows)
         console.print()
         final = []
         if self.diagnosis is not None:
-            final += [("diagnosis", self.diagnosis.en, ""), ("诊断", self.diagnosis.zh, "")]
-        summary = {"equal": "every step is bit-identical to transformers'",
-                   "rounding": "every step equals transformers' up to rounding (the float64 reruns agree)",
-                   "math": f"your module computes something else, from {self.first_math} on"}[self.verdict]
-        final.append(("verdict", Text(self.verdict, style=VERDICT_STYLE[self.verdict]) + Text(f": {summary}"), ""))
+            both = [("diagnosis", self.diagnosis.en, ""), ("诊断", self.diagnosis.zh, "")]
+            final += both[::-1] if i18n.current() == "zh-CN" else both  # the view's language first, the other beside it
+        summary = {"equal": t("every step is bit-identical to transformers'"),
+                   "rounding": t("every step equals transformers' up to rounding (the float64 reruns agree)"),
+                   "math": t("your module computes something else, from {step} on", step=self.first_math)}[self.verdict]
+        final.append((t("verdict"), Text(self.verdict, style=VERDICT_STYLE[self.verdict]) + Text(t(": {summary}", summary=summary)), ""))
         _grid(console, final, label_style="bold")
 
     def _repr_html_(self) -> str:
@@ -860,6 +869,14 @@ class Report:
                 f"{e(self.title())}<br><span style='color:#6e7781'>input: {e(self.inputs)}</span></p>"
                 f"<table><tr><th>step</th><th>verdict</th><th>max|diff|</th><th></th></tr>{rows}</table>{extra}{diagnosis}"
                 f"<p><b>verdict:</b> <span style='color:{color[self.verdict]}'>{e(self.verdict)}</span></p></div>")
+
+
+def _filled(template: str, **parts) -> list:
+    """``template``'s text with each ``{name}`` replaced by ``parts[name]`` (a rich Text), for Text.assemble."""
+    out: list = []
+    for piece in re.split(r"(\{\w+\})", template):
+        out.append(parts[piece[1:-1]] if piece.startswith("{") and piece[1:-1] in parts else piece)
+    return [p for p in out if p != ""]
 
 
 def _diff_text(d: float | None) -> str:
@@ -1075,11 +1092,13 @@ def render_listing(console) -> None:
     """``annotate check --list``: each kind, what its forward takes and returns, its step names."""
     from rich.text import Text
 
+    from annotate.i18n import t
+
     for i, entry in enumerate(listing()):
         if i:
             console.print()
         console.print(Text(entry["kind"], style="bold") + Text(f"  {entry['class']}"), highlight=False)
-        rows = [("model", entry["model"], ""), ("call", entry["forward"], "")]
-        rows += [("in" if j == 0 else "", line, "") for j, line in enumerate(entry["inputs"])]
-        rows += [("out", entry["returns"], ""), ("steps", ", ".join(entry["steps"]), "cyan")]
+        rows = [(t("model"), entry["model"], ""), (t("call"), entry["forward"], "")]
+        rows += [(t("in") if j == 0 else "", line, "") for j, line in enumerate(entry["inputs"])]
+        rows += [(t("out"), entry["returns"], ""), (t("steps"), ", ".join(entry["steps"]), "cyan")]
         _grid(console, rows)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from annotate.code import lines_of, package_dir
+from annotate.i18n import t
 
 MAX_WIDTH = 160  # piped output: wide enough for every line of transformers' files we show, and no wider
 
@@ -51,22 +52,41 @@ def show(console, code, title: str, highlight: set[int] | None = None) -> None:
     )
 
 
-def show_lines(console, path: Path, lines: tuple[int, ...], title: str, gap: int = 3) -> None:
+def show_lines(console, path: Path, lines: tuple[int, ...], title: str, gap: int = 3,
+               folded: tuple[int, ...] = (), folded_for: str = "") -> None:
     """A title, the file:first-last header, then ``lines`` (marked ❱) with the lines between them, except
-    where more than ``gap`` lines apart: there a ``...`` stands for what is skipped."""
+    where more than ``gap`` lines apart: there a ``...`` stands for what is skipped. ``folded``: lines
+    that run only under ``folded_for`` (the other transformers version), left out with a note."""
     from rich.syntax import Syntax
     from rich.text import Text
 
     console.print(Text(title, style="bold"), soft_wrap=True)
     console.print(Text(f"{display_path(path)}:{lines[0]}-{lines[-1]}", style="dim"), soft_wrap=True)
+    skip = set(folded)
+    note = lambda hidden: console.print(Text(t("  ⋯ {lines}: {version} only, not run here", lines=_runs(hidden), version=folded_for), style="dim"), soft_wrap=True)  # noqa: E731
+    before = [n for n in folded if n < lines[0]]  # the other version's lines just above the first ("if versions.V4:")
+    if before:
+        note(before)
     for i, (first, last) in enumerate(chunks(lines, gap)):
         if i:
             console.print(Text("  ...", style="dim"))
-        text = "\n".join(lines_of(path)[first - 1 : last])
-        console.print(
-            Syntax(text, "python", line_numbers=True, start_line=first,
-                   highlight_lines=set(lines), word_wrap=True, background_color="default")
-        )
+        shown = tuple(n for n in range(first, last + 1) if n not in skip)
+        previous = None  # the last line of the run printed before: the folded lines lie between
+        for a, b in chunks(shown, gap=0):
+            if previous is not None:
+                note(list(range(previous + 1, a)))
+            text = "\n".join(lines_of(path)[a - 1 : b])
+            console.print(
+                Syntax(text, "python", line_numbers=True, start_line=a,
+                       highlight_lines=set(lines), word_wrap=True, background_color="default")
+            )
+            previous = b
+
+
+def _runs(lines: list[int]) -> str:
+    """[223, 224] -> "lines 223-224"; [228] -> "line 228"."""
+    runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in chunks(tuple(lines), gap=0))
+    return t("line {runs}", runs=runs) if len(lines) == 1 else t("lines {runs}", runs=runs)
 
 
 def chunks(lines: tuple[int, ...], gap: int = 3) -> list[tuple[int, int]]:

@@ -9,7 +9,9 @@ formula and the lines that compute it.
 
 Laid out by hand, by display width (a CJK character takes two columns), so that at any width
 from 80 columns up no number is ever cut and no line is longer than the terminal: rows that
-don't fit on one line go on two, a grid too wide is split into panels.
+don't fit on one line go on two, a grid too wide is split into panels. The words are annotate.i18n's
+(``t``): in Chinese the notes wrap between characters too (``_wrap``), and the columns are as wide
+as their Chinese headings.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
+from annotate import i18n
 from annotate.errors import UserError
+from annotate.i18n import t
 
 WIDE = 160  # columns when writing to a file or a pipe: names like encoder.layer.5.intermediate.intermediate_act_fn stay whole
 
@@ -189,6 +193,76 @@ def _lines(words: list[str], width: int, indent: str = "", sep: str = "  ") -> l
     return lines
 
 
+# Chinese: a line may break between two CJK characters, not only at a space; never before closing
+# punctuation (，。）…) nor after opening punctuation (（「…).
+_NO_LINE_START = frozenset("，。、：；！？）」』》〉…%,.:;!?)]}")
+_NO_LINE_END = frozenset("（「『《〈([{|")
+_OPERATORS = frozenset(("-", "+", "=", "/", "×", "→"))
+_PHRASE_END = frozenset("，；：。、")
+
+
+def _wrap(text: str, width: int, indent: str = "", whole: tuple[str, ...] = ()) -> list[str]:
+    """A message wrapped at ``width`` display columns: at its spaces (a word is never split), and in
+    Chinese also between CJK characters, never inside the parts of it in ``whole`` ("7-8 京").
+    English wraps exactly as ``_lines`` at spaces."""
+    if i18n.current() == "en":
+        return _lines(text.split(" "), width, indent=indent, sep=" ")
+    for part in whole:
+        text = text.replace(part, part.replace(" ", "\u00a0"))
+    pieces: list[list] = []  # [glue before it ("" or " "), text, wide]
+    glue = ""
+    for ch in text:
+        if ch == " ":
+            glue = " "
+            continue
+        wide = cell_len(ch) == 2
+        if pieces and not glue and (ch == "\u00a0" or pieces[-1][1][-1] == "\u00a0" or not wide and not pieces[-1][2]):
+            pieces[-1][1] += ch  # a Latin word, a number, a stage name: one piece
+        else:
+            pieces.append([glue, ch, wide])
+        glue = ""
+    kept: list[list] = []
+    operator = False  # the piece before was a formula's operator: what follows stays on its line
+    for glue, piece, wide in pieces:
+        # Kept on the line before: what may not start a line; an option's or a word's "（…）" written
+        # against it (--lens（…）); a formula's operator and its right-hand side, an |…| (|h_out - h_in|).
+        last = kept[-1][1] if kept else ""
+        inside = last.count("|") % 2 == 1 and cell_len(last[last.rfind("|"):]) < 40  # within |…|: |孪生实现 - transformers|
+        stays = kept and (operator or inside or piece in _OPERATORS or not glue and (
+            piece[0] in _NO_LINE_START or last[-1] in _NO_LINE_END or (piece[0] == "（" and cell_len(last) <= 12)))
+        operator = piece in _OPERATORS
+        if stays:
+            kept[-1][1] += glue + piece
+            kept[-1][2] = kept[-1][2] or wide
+        else:
+            kept.append([glue, piece, wide])
+    # A short phrase (up to its ，；：。、, or the end) moves to the next line whole: "目标句 11 个位置",
+    # never "目标" | "句 11 个位置"; a long one breaks between its characters.
+    phrases: list[list[list]] = [[]]
+    for unit in kept:
+        phrases[-1].append(unit)
+        if unit[1][-1] in _PHRASE_END:
+            phrases.append([])
+    kept = []
+    for phrase in phrases:
+        whole = "".join((glue if i else "") + piece for i, (glue, piece, _) in enumerate(phrase))
+        if len(phrase) > 1 and cell_len(whole) <= width // 2:
+            kept.append([phrase[0][0], whole, True])
+        else:
+            kept.extend(phrase)
+    lines, line = [], ""
+    for glue, piece, _ in kept:
+        candidate = piece if not line else line + glue + piece
+        if line and cell_len(indent + candidate) > width:
+            lines.append(indent + line)
+            line = piece
+        else:
+            line = candidate
+    if line:
+        lines.append(indent + line)
+    return [line.replace("\u00a0", " ") for line in lines]
+
+
 def _rule(title: str, width: int) -> Text:
     line = f"── {title} "
     return Text(line + "─" * max(0, width - cell_len(line)), style="bold")
@@ -201,7 +275,8 @@ def _rule(title: str, width: int) -> Text:
 def _header(trace) -> list[Text]:
     T = len(trace.tokens)
     text = Text.assemble(("annotate trace ", "bold"), trace.model)
-    facts = f"{trace.model_class} ({trace.model_type}): {trace.num_layers} layers, {trace.num_heads} heads, {T} tokens"
+    facts = t("{model_class} ({model_type}): {layers} layers, {heads} heads, {tokens} tokens",
+              model_class=trace.model_class, model_type=trace.model_type, layers=trace.num_layers, heads=trace.num_heads, tokens=T)
     return [text, Text(facts, style="dim")]
 
 
@@ -211,13 +286,13 @@ def _token_line(trace, width: int) -> list[Text]:
     out = [Text(line) for line in _lines(shown, width, sep=" │ ")]
     if trace.characters:
         runs = [f"{a}-{b} {text}" if b > a else f"{a} {text}" for a, b, text in trace.characters]
-        note = "bytes of one character (no token for it in the vocabulary): " + ",  ".join(runs)
-        out += [Text(line, style="yellow") for line in _lines(note.split(" "), width, sep=" ")]
+        note = t("bytes of one character (no token for it in the vocabulary): {runs}", runs=",  ".join(runs))
+        out += [Text(line, style="yellow") for line in _wrap(note, width, whole=tuple(runs))]
     if trace.unknown:
         n, unk = len(trace.unknown), trace.tokens[trace.unknown[0]]
-        note = (f"{unk}: {n} of {len(trace.tokens)} tokens are not in this model's vocabulary (e.g. characters an "
-                f"English vocabulary lacks); the model sees one and the same {unk} vector for each")
-        out += [Text(line, style="yellow") for line in _lines(note.split(" "), width, sep=" ")]
+        note = t("{unk}: {n} of {tokens} tokens are not in this model's vocabulary (e.g. characters an "
+                 "English vocabulary lacks); the model sees one and the same {unk} vector for each", unk=unk, n=n, tokens=len(trace.tokens))
+        out += [Text(line, style="yellow") for line in _wrap(note, width)]
     return out
 
 
@@ -230,15 +305,15 @@ def _predictions(trace, width: int) -> list[Text]:
         out.extend(Text(line) for line in _lines(cells, width, sep="   "))
 
     if trace.predictions:
-        ranked("next token (probability)", trace.predictions)
+        ranked(t("next token (probability)"), trace.predictions)
     for m in trace.mask_predictions or ():
-        ranked(f"{trace.tokens[m.position]} at {m.position}: the model's answers (probability)", m.top)
+        ranked(t("{token} at {position}: the model's answers (probability)", token=trace.tokens[m.position], position=m.position), m.top)
     if trace.replaced:
-        out.append(_rule("replaced? (probability that each token was replaced)", width))
+        out.append(_rule(t("replaced? (probability that each token was replaced)"), width))
         cells = [f"{r.token} {r.prob:.2f}" for r in trace.replaced]
         out.extend(Text(line) for line in _lines(cells, width, sep="   "))
     if trace.labels:
-        out.append(_rule("labels (probability)", width))
+        out.append(_rule(t("labels (probability)"), width))
         best = max(trace.labels, key=lambda label: label.prob)
         cells = [f"{label.label} {label.prob:.3f}" for label in trace.labels]
         for line in _lines(cells, width, sep="   "):
@@ -250,24 +325,25 @@ def _summary(trace, view: View, width: int) -> list[Text]:
     """One line per layer: what a reader needs first (see the module docstring)."""
     rows = [s for s in trace.layer_summary() if view.shows_layer(s.layer)]
     diffed = trace.diffed
-    name_w = max([cell_len("embeddings")] + [cell_len(f"layer {r.layer}") for r in rows if r.layer is not None])
+    names = {r.layer: t("embeddings") if r.layer is None else t("layer {layer}", layer=r.layer) for r in rows}
+    name_w = max([cell_len(t("embeddings"))] + [cell_len(name) for layer, name in names.items() if layer is not None])
     fixed = name_w + 2 + 8 + 2 + 7 + 2 + (10 if diffed else 0)
     attn_w = max(16, min(40, width - fixed))
     label_w = max(4, (attn_w - 2 * 6) // 2)  # two "token 0.42" cells
-    head = _pad("", name_w) + "  " + _pad("|h|", 8, True) + "  " + _pad("change", 7, True) + "  "
-    head += _pad("attention mostly to", attn_w) + _pad("max|diff|", 10, True) if diffed else "attention mostly to"
+    head = _pad("", name_w) + "  " + _pad("|h|", 8, True) + "  " + _pad(t("change"), 7, True) + "  "
+    head += _pad(t("attention mostly to"), attn_w) + _pad("max|diff|", 10, True) if diffed else t("attention mostly to")
     out = [Text(head.rstrip(), style="bold")]
     for r in rows:
-        name = "embeddings" if r.layer is None else f"layer {r.layer}"
+        name = names[r.layer]
         change = "" if r.change is None else f"{100 * r.change:.0f}%"
         attn = "  ".join(f"{_clip(token, label_w)} {w:.2f}" for token, w in r.attends_to)
         line = _pad(name, name_w) + "  " + _pad(f"{r.norm:.2f}", 8, True) + "  " + _pad(change, 7, True) + "  "
         line += _pad(attn, attn_w) + _pad(_diff(r.max_abs_diff), 10, True) if diffed else attn
         out.append(Text(line.rstrip(), style="bold red" if r.max_abs_diff else ""))
-    legend = ("|h|: the mean size (L2 norm) of a token's vector after the layer; change: how much the layer "
-              "changed it, |h_out - h_in| / |h_in|; attention: the tokens that receive the most weight, "
-              "averaged over heads and tokens")
-    out.extend(Text(line, style="dim") for line in _lines(legend.split(" "), width, sep=" "))
+    legend = t("|h|: the mean size (L2 norm) of a token's vector after the layer; change: how much the layer "
+               "changed it, |h_out - h_in| / |h_in|; attention: the tokens that receive the most weight, "
+               "averaged over heads and tokens")
+    out.extend(Text(line, style="dim") for line in _wrap(legend, width))
     return out
 
 
@@ -275,27 +351,31 @@ def _outputs(trace, width: int) -> list[Text]:
     """The stages after the last layer (final norm, pooler, the last hidden state), as in --full."""
     first_layer = next(i for i, s in enumerate(trace.stages) if s.layer is not None)
     after = [s for i, s in enumerate(trace.stages) if s.layer is None and i > first_layer]
-    return [_rule("output", width), *_stage_rows(trace, after, width, "", None)] if after else []
+    return [_rule(t("output"), width), *_stage_rows(trace, after, width, "", None)] if after else []
 
 
 def _stage_rows(trace, stages, width: int, prefix: str, explain) -> list[Text]:
     """One row per stage: name, shape, mean, std, min, max (and max|diff|); two lines if that is too wide."""
     keys = ("mean", "std", "min", "max")
+    headings = (t("mean"), t("std"), t("min"), t("max"))
+    stage_h, shape_h = t("stage"), t("shape")
     names = [s.name.removeprefix(prefix) for s in stages]
     shapes = ["(" + ", ".join(map(str, s.shape)) + ")" for s in stages]
     numbers = [[_num(s.stats[k]) for k in keys] for s in stages]
-    diffs = ["absent" if s.verdict == "absent" else _diff(s.max_abs_diff) for s in stages]  # absent: the other run has no such stage
-    name_w = max(map(cell_len, names + ["stage"]))
-    shape_w = max(map(cell_len, shapes + ["shape"]))
+    diffs = [t("absent") if s.verdict == "absent" else _diff(s.max_abs_diff) for s in stages]  # absent: the other run has no such stage
+    name_w = max(map(cell_len, names + [stage_h]))
+    shape_w = max(map(cell_len, shapes + [shape_h]))
     number_w = max(len(n) for row in numbers for n in row) + 2  # this table's widest number, and a gap
-    diff_w = max(map(len, diffs + ["max|diff|"])) + 2 if trace.diffed else 0
+    if headings != keys:  # translated headings: as wide as they need (the English ones fit as they are)
+        number_w = max(number_w, max(map(cell_len, headings)) + 2)
+    diff_w = max(map(cell_len, diffs + ["max|diff|"])) + 2 if trace.diffed else 0
     one_line = name_w + 2 + shape_w + 4 * number_w + diff_w <= width
-    columns = "".join(_pad(k, number_w, True) for k in keys) + (_pad("max|diff|", diff_w, True) if trace.diffed else "")
+    columns = "".join(_pad(k, number_w, True) for k in headings) + (_pad("max|diff|", diff_w, True) if trace.diffed else "")
     out = []
     if one_line:
-        out.append(Text(_pad("stage", name_w) + "  " + _pad("shape", shape_w) + columns, style="bold"))
+        out.append(Text(_pad(stage_h, name_w) + "  " + _pad(shape_h, shape_w) + columns, style="bold"))
     else:
-        out.append(Text("stage  shape", style="bold"))
+        out.append(Text(stage_h + "  " + shape_h, style="bold"))
         out.append(Text("  " + columns, style="bold"))
     for s, name, shape, row, d in zip(stages, names, shapes, numbers, diffs):
         cells = "".join(_pad(n, number_w, True) for n in row) + (_pad(d, diff_w, True) if trace.diffed else "")
@@ -317,15 +397,16 @@ def _attention_account(trace, layer: int, view: View, width: int) -> list[Text]:
     T = probs.shape[-1]
     top = probs.topk(min(2, T), dim=-1)  # per head and query token: (nh, T, k)
     values, indices = top.values.tolist(), top.indices.tolist()
-    labels = [_clip(t, 8) for t in trace.display_tokens]
+    labels = [_clip(token, 8) for token in trace.display_tokens]
     heads = [h for h in range(probs.shape[0]) if view.shows_head(h)]
-    first = max(map(cell_len, labels + ["token"])) + 2  # the token column
+    token_h = t("token")
+    first = max(map(cell_len, labels + [token_h])) + 2  # the token column
     cell = max(map(cell_len, labels)) + len(" 0.00") + 2  # "[SEP] 0.42" and a gap
     per_block = max(1, (width - first) // cell)
-    out = [Text(f"layer {layer}: the tokens each token attends to most, per head", style="bold")]
+    out = [Text(t("layer {layer}: the tokens each token attends to most, per head", layer=layer), style="bold")]
     for start in range(0, len(heads), per_block):
         chunk = heads[start : start + per_block]
-        out.append(Text((_pad("token", first) + "".join(_pad(f"head {h}", cell) for h in chunk)).rstrip(), style="bold"))
+        out.append(Text((_pad(token_h, first) + "".join(_pad(t("head {head}", head=h), cell) for h in chunk)).rstrip(), style="bold"))
         for i in range(T):
             for rank in range(len(values[0][0])):
                 cells = [_pad(labels[i] if rank == 0 else "", first)]
@@ -350,14 +431,14 @@ def _grid(trace, layer: int, head: int, width: int) -> list[Text]:
     headed by its index. Columns that don't fit the width go to further panels, each saying which."""
     probs = trace.attention(layer)[head].tolist()  # (T, T)
     T = len(probs)
-    labels = [f"{i} {_clip(t, 10)}" for i, t in enumerate(trace.display_tokens)]
+    labels = [f"{i} {_clip(token, 10)}" for i, token in enumerate(trace.display_tokens)]
     label_w = max(map(cell_len, labels)) + 1
     per_panel = max(1, (width - label_w) // 5)
-    out = [_rule(f"layer {layer}, head {head}: attention (row: token, column: the token attended to)", width)]
+    out = [_rule(t("layer {layer}, head {head}: attention (row: token, column: the token attended to)", layer=layer, head=head), width)]
     for start in range(0, T, per_panel):
         stop = min(T, start + per_panel)
         if per_panel < T:
-            out.append(Text(f"columns {start}-{stop - 1} of 0-{T - 1}", style="dim"))
+            out.append(Text(t("columns {first}-{last} of 0-{end}", first=start, last=stop - 1, end=T - 1), style="dim"))
         out.append(Text(_pad("", label_w) + "".join(_pad(str(j), 5, True) for j in range(start, stop)), style="bold"))
         for i in range(T):
             line = Text(_pad(labels[i], label_w))
@@ -395,7 +476,8 @@ def _lens(trace, view: View, width: int) -> list[Text]:
     rows = [entry for entry in lens.layers if view.shows_layer(entry.layer)]
     final = [top[0].id for top in lens.layers[-1].top]  # the model's own top token at each position
     T = len(final)
-    label_w = len("layer") + 2
+    layer_h = t("layer")
+    label_w = max(cell_len(layer_h), len(str(rows[-1].layer))) + 2
     widest = max(cell_len(top[0].display) for entry in rows for top in entry.top)
 
     def panels(token_w: int) -> int:
@@ -407,13 +489,13 @@ def _lens(trace, view: View, width: int) -> list[Text]:
     per_panel = math.ceil(T / panels(token_w))  # evenly filled
     positions = [_clip(label, cell - 2) for label in _position_labels(trace)]
     causal = lens.reads == "next-token"
-    title = "logit lens: each layer's likeliest next token" if causal else "logit lens: each layer's likeliest token at each position"
+    title = t("logit lens: each layer's likeliest next token") if causal else t("logit lens: each layer's likeliest token at each position")
     out = [_rule(title, width)]
     for start in range(0, T, per_panel):
         stop = min(T, start + per_panel)
         if per_panel < T:
-            out.append(Text(f"positions {start}-{stop - 1} of 0-{T - 1}", style="dim"))
-        out.append(Text((_pad("layer", label_w) + "".join(_pad(positions[i], cell) for i in range(start, stop))).rstrip(), style="bold"))
+            out.append(Text(t("positions {first}-{last} of 0-{end}", first=start, last=stop - 1, end=T - 1), style="dim"))
+        out.append(Text((_pad(layer_h, label_w) + "".join(_pad(positions[i], cell) for i in range(start, stop))).rstrip(), style="bold"))
         for entry in rows:
             line = Text(_pad(str(entry.layer), label_w - 2, True) + "  ")
             for i in range(start, stop):
@@ -423,18 +505,21 @@ def _lens(trace, view: View, width: int) -> list[Text]:
                 line.append(" " * (cell - cell_len(shown)))
             line.rstrip()
             out.append(line)
-    norm = f"the final norm ({', '.join(lens.norms)}), then " if lens.norms else ""
+    norms, heads = ", ".join(lens.norms), ", ".join(lens.head)
     if causal:
-        head = f"{norm}the LM head ({', '.join(lens.head)})"
-        what = "the likeliest next token after that position, had the model stopped after that layer"
+        head = (t("the final norm ({norms}), then the LM head ({head})", norms=norms, head=heads) if lens.norms
+                else t("the LM head ({head})", head=heads))
+        what = t("the likeliest next token after that position, had the model stopped after that layer")
     else:
-        head = f"{norm}the whole MLM head, {', '.join(lens.head)}: its transform (dense, activation, LayerNorm), then its decoder"
-        what = ("the token the MLM head would put at that position from that layer's output (the head learned to "
-                "read the last layer only: earlier rows show what it makes of earlier layers)")
-    legend = (f"each layer's output put through {head}. Row: the layer; column: the position and its token; cell: "
-              f"{what}, with its probability. Bold: already the model's own answer there (the last layer's row is the "
-              f"model's logits, bit for bit). --json: the top {len(rows[0].top[0])} per position and layer.")
-    out.extend(Text(line, style="dim") for line in _lines(legend.split(" "), width, sep=" "))
+        head = (t("the final norm ({norms}), then the whole MLM head, {head}: its transform (dense, activation, LayerNorm), then its decoder",
+                  norms=norms, head=heads) if lens.norms
+                else t("the whole MLM head, {head}: its transform (dense, activation, LayerNorm), then its decoder", head=heads))
+        what = t("the token the MLM head would put at that position from that layer's output (the head learned to "
+                 "read the last layer only: earlier rows show what it makes of earlier layers)")
+    legend = t("each layer's output put through {head}. Row: the layer; column: the position and its token; cell: "
+               "{what}, with its probability. Bold: already the model's own answer there (the last layer's row is the "
+               "model's logits, bit for bit). --json: the top {k} per position and layer.", head=head, what=what, k=len(rows[0].top[0]))
+    out.extend(Text(line, style="dim") for line in _wrap(legend, width))
     return out
 
 
@@ -442,58 +527,78 @@ def _diff_lines(trace, width: int) -> list[Text]:
     """The closing lines under --diff: the first divergence, and the verdict on the differences
     (annotate/compare.py: re-run in float64, rounding or math)."""
     c = trace.comparison
-    a, b = c.names() if c is not None else ("twin", "transformers")
+    a, b = _sides(c.names() if c is not None else ("twin", "transformers"))
     label = c.b if c is not None else "transformers (eager, fp32)"
     first, first_math = trace.first_divergence(), trace.first_math()
     missing = [s.name for s in trace.stages if s.max_abs_diff is None]
     messages = []
     absent = []
     if missing:  # the verdict "absent": the other run has no such stage, and why, where that is known (sdpa)
+        from annotate.compare import FUSED
+
         steps = sorted({name.rsplit(".", 1)[-1] for name in missing})
-        why = c.absent if c is not None and c.absent else "has no such stages"
-        absent.append((f"absent ({len(missing)} stages: {', '.join(steps)}): {label} {why}", "yellow"))
+        why = c.absent if c is not None and c.absent else t("has no such stages")
+        if why == FUSED:
+            why = t("computes the attention scores and probabilities inside one fused kernel (torch's "
+                    "scaled_dot_product_attention) and never returns them")
+        absent.append((t("absent ({n} stages: {steps}): {label} {why}", n=len(missing), steps=", ".join(steps), label=label, why=why), "yellow"))
     if first is not None:
         s = trace.stage(first)
-        verdict = f": {s.verdict}" if s.verdict else ""
-        messages.append((f"first divergence: {first} (max |{a} - {b}| = {s.max_abs_diff:.3g}){verdict}", "bold red" if first_math else "yellow"))
+        messages.append((t("first divergence: {stage} (max |{a} - {b}| = {d:.3g}){verdict}", stage=first, a=a, b=b, d=s.max_abs_diff,
+                           verdict=_verdict(s.verdict)), "bold red" if first_math else "yellow"))
         if first_math is not None and first_math != first:
-            messages.append((f"first math difference: {first_math} (max |{a} - {b}| = {trace.stage(first_math).max_abs_diff:.3g})", "bold red"))
+            messages.append((t("first math difference: {stage} (max |{a} - {b}| = {d:.3g})", stage=first_math, a=a, b=b,
+                               d=trace.stage(first_math).max_abs_diff), "bold red"))
         if c is not None and c.diffs64 is not None:
             from annotate.compare import ROUNDING_BOUND
 
             bound = f"2^{round(math.log2(ROUNDING_BOUND))}"
             if first_math is not None:
                 d64 = c.diffs64.get(first_math)
-                messages.append((f"in float64 they still differ there ({d64:.3g}): the two compute different things", "bold red"))
+                messages.append((t("in float64 they still differ there ({d:.3g}): the two compute different things", d=d64), "bold red"))
             else:
-                messages.append((f"every difference is rounding: re-run in float64, both agree to {bound} of each stage's scale", "green"))
+                messages.append((t("every difference is rounding: re-run in float64, both agree to {bound} of each stage's scale", bound=bound), "green"))
         messages += absent
     elif missing:
-        messages += [(f"no difference where compared ({len(trace.stages) - len(missing)} stages)", "green"), *absent]
+        messages += [(t("no difference where compared ({n} stages)", n=len(trace.stages) - len(missing)), "green"), *absent]
     else:
-        messages.append((f"all {len(trace.stages)} stages are bit-identical to {label}", "bold green"))
-    out = [Text(line, style=style) for message, style in messages for line in _lines(message.split(" "), width, sep=" ")]
+        messages.append((t("all {n} stages are bit-identical to {label}", n=len(trace.stages), label=label), "bold green"))
+    out = [Text(line, style=style) for message, style in messages for line in _wrap(message, width)]
     if trace.logits_max_abs_diff is not None:
-        verdict = f": {c.logits_verdict}" if c is not None and c.logits_verdict not in (None, "equal") else ""
-        out.append(Text(f"the head's scores: max |{a} - {b}| = {trace.logits_max_abs_diff:.3g}{verdict}"))
+        verdict = _verdict(c.logits_verdict) if c is not None and c.logits_verdict not in (None, "equal") else ""
+        out.append(Text(t("the head's scores: max |{a} - {b}| = {d:.3g}{verdict}", a=a, b=b, d=trace.logits_max_abs_diff, verdict=verdict)))
     return out
+
+
+def _sides(names: tuple[str, str]) -> tuple[str, str]:
+    """The two sides of "max |a - b|" as the view names them: twin (in Chinese 孪生实现), transformers, A, B."""
+    return tuple(t("twin") if name == "twin" else name for name in names)
+
+
+def _verdict(verdict: str | None) -> str:
+    """": rounding" after a difference: the verdict (annotate/compare.py), in Chinese with its English name."""
+    if verdict == "rounding":
+        return t(": rounding")
+    if verdict == "math":
+        return t(": math")
+    return f": {verdict}" if verdict else ""
 
 
 def _gradients(trace, view: View, width: int) -> list[Text]:
     """--grad: the loss, then d loss / d h at each layer's output (one line per layer), or, with the
     stage tables, every shown stage's gradient statistics; under --diff, the verdict on gradients."""
     loss = trace.loss
-    out = [_rule("gradients of the loss (backward, eval mode: no dropout)", width)]
-    words = f"loss {_num(loss.value)} = {loss.description}".split(" ")
-    out.extend(Text(line, style="bold") for line in _lines(words, width, sep=" "))
+    out = [_rule(t("gradients of the loss (backward, eval mode: no dropout)"), width)]
+    message = t("loss {value} = {description}", value=_num(loss.value), description=loss.description)
+    out.extend(Text(line, style="bold") for line in _wrap(message, width))
     if view.stage_tables:
         shown = [dataclasses.replace(s, stats=s.grad_stats, max_abs_diff=s.grad_max_abs_diff, verdict=None)
                  for s in trace.stages if s.grad_stats and view.shows_layer(s.layer) and view.shows_stage(s.name)]
         out.extend(_stage_rows(trace, shown, width, "", None))
     else:
         first = next(i for i, s in enumerate(trace.stages) if s.layer is not None)
-        rows = [("embeddings", trace.entering(), None)]
-        rows += [(f"layer {i}", f"{trace.layers_path}.{i}", i) for i in range(trace.num_layers) if view.shows_layer(i)]
+        rows = [(t("embeddings"), trace.entering(), None)]
+        rows += [(t("layer {layer}", layer=i), f"{trace.layers_path}.{i}", i) for i in range(trace.num_layers) if view.shows_layer(i)]
         header = _pad("", 12) + _pad("|∇h|", 10, True) + (_pad("max|∇diff|", 12, True) if trace.diffed else "")
         out.append(Text(header, style="bold"))
         for label, name, layer in rows:
@@ -504,20 +609,22 @@ def _gradients(trace, view: View, width: int) -> list[Text]:
             d = None if any(x is None for x in diffs) else max(diffs, default=None)
             line = _pad(label, 12) + _pad(size, 10, True) + (_pad(_diff(d), 12, True) if trace.diffed else "")
             out.append(Text(line, style="bold red" if trace.diffed and d else ""))
-        legend = "|∇h|: the mean size (L2 norm) of d loss / d h, the gradient at a token's vector after the layer; --full: every stage's"
-        out.extend(Text(line, style="dim") for line in _lines(legend.split(" "), width, sep=" "))
+        legend = t("|∇h|: the mean size (L2 norm) of d loss / d h, the gradient at a token's vector after the layer; --full: every stage's")
+        out.extend(Text(line, style="dim") for line in _wrap(legend, width))
     if trace.diffed:
         first_grad = trace.first_grad_divergence()
         if first_grad is not None:
             d = trace.stage(first_grad).grad_max_abs_diff
-            message, style = f"first divergent gradient (from the loss backwards): {first_grad} (max |twin - transformers| = {d:.3g})", "bold red"
+            message, style = t("first divergent gradient (from the loss backwards): {stage} (max |{a} - transformers| = {d:.3g})",
+                               stage=first_grad, a=t("twin"), d=d), "bold red"
         elif any(s.grad_max_abs_diff is None for s in trace.stages) or trace.param_grad_max_abs_diff != 0.0:
-            message, style = f"stage gradients equal where compared; parameters' gradients: max |twin - transformers| = {trace.param_grad_max_abs_diff:.3g}", "yellow"
+            message, style = t("stage gradients equal where compared; parameters' gradients: max |{a} - transformers| = {d:.3g}",
+                               a=t("twin"), d=trace.param_grad_max_abs_diff), "yellow"
         else:
-            message = (f"all {len(trace.stages)} stage gradients and {trace.param_grads_compared} parameter gradients are "
-                       f"bit-identical to transformers (eager, fp32); loss |diff| {_diff(loss.abs_diff)}")
+            message = t("all {n} stage gradients and {m} parameter gradients are bit-identical to transformers (eager, fp32); loss |diff| {d}",
+                        n=len(trace.stages), m=trace.param_grads_compared, d=_diff(loss.abs_diff))
             style = "bold green"
-        out.extend(Text(line, style=style) for line in _lines(message.split(" "), width, sep=" "))
+        out.extend(Text(line, style=style) for line in _wrap(message, width))
     return out
 
 
@@ -540,7 +647,7 @@ def render(trace, view: View, console: Console, explain=None) -> None:
     lines: list[Text] = [*_header(trace), *_token_line(trace, width), *_predictions(trace, width)]
 
     if not view.stage_tables:
-        lines.append(_rule("layer by layer", width))
+        lines.append(_rule(t("layer by layer"), width))
         lines.extend(_summary(trace, view, width))
         lines.extend(_outputs(trace, width))
     else:
@@ -549,7 +656,7 @@ def render(trace, view: View, console: Console, explain=None) -> None:
         before = [s for s in shown if s.layer is None and trace.stages.index(s) < first_layer]
         after = [s for s in shown if s.layer is None and trace.stages.index(s) >= first_layer]
         if before:
-            lines.append(_rule("embeddings", width))
+            lines.append(_rule(t("embeddings"), width))
             lines.extend(_stage_rows(trace, before, width, "", explain))
         for layer in range(trace.num_layers):
             if not view.shows_layer(layer):
@@ -559,13 +666,13 @@ def render(trace, view: View, console: Console, explain=None) -> None:
             if not stages and not attention:
                 continue
             prefix = f"{trace.layers_path}.{layer}."
-            lines.append(_rule(f"layer {layer}  ({prefix}*)", width))
+            lines.append(_rule(t("layer {layer}  ({prefix}*)", layer=layer, prefix=prefix), width))
             if stages:
                 lines.extend(_stage_rows(trace, stages, width, prefix, explain))
             if attention:
                 lines.extend(_attention_account(trace, layer, view, width))
         if after:
-            lines.append(_rule("output", width))
+            lines.append(_rule(t("output"), width))
             lines.extend(_stage_rows(trace, after, width, "", explain))
 
     if trace.diffed:
@@ -577,9 +684,9 @@ def render(trace, view: View, console: Console, explain=None) -> None:
     if view.grid is not None:
         lines.extend(_grid(trace, *view.grid, width))
     if not view.stage_tables and view.grid is None:
-        lens = ", --lens (each layer's guess)" if trace.lens is None and (trace.predictions is not None or trace.mask_predictions is not None) else ""
-        hint = f"more: --full (every stage), --grid L.H (one head), --explain (formulas and code){lens}, --json"
-        lines.extend(Text(line, style="dim") for line in _lines(hint.split(" "), width, sep=" "))
+        lens = t(", --lens (each layer's guess)") if trace.lens is None and (trace.predictions is not None or trace.mask_predictions is not None) else ""
+        hint = t("more: --full (every stage), --grid L.H (one head), --explain (formulas and code){lens}, --json", lens=lens)
+        lines.extend(Text(line, style="dim") for line in _wrap(hint, width))
     for line in lines:
         console.print(line, overflow="ignore", crop=False, no_wrap=True)
 
@@ -594,8 +701,10 @@ def explainer(trace):
         out = []
         if e.formula:
             out.append(Text("    " + e.formula, style="italic"))
-        for label, where in (("transformers", e.hf_location), ("twin", e.twin_location)):
-            out.extend(Text(line, style="dim") for line in _lines(f"{label}: {where}".split(" "), width, indent="    ", sep=" "))
+        hf = e.hf_location if e.hf else t("unknown ({note})", note=e.hf_note) if e.hf_note else t("unknown")
+        twin = e.twin_location if e.twin else t("not found ({note})", note=e.twin_note)
+        for line in (f"transformers: {hf}", t("twin: {where}", where=twin)):
+            out.extend(Text(piece, style="dim") for piece in _wrap(line, width, indent="    "))
         return out
 
     return explain

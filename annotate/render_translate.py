@@ -13,16 +13,21 @@
 
 from __future__ import annotations
 
+
 from rich.console import Console
 from rich.text import Text
 
-from annotate.render import _clip, _diff, _lines, _num, _pad, _rule, output_width
+from annotate import i18n
+from annotate.i18n import t
+from annotate.render import _clip, _diff, _lines, _num, _pad, _rule, _wrap, output_width
 
 
-def _header(t, width: int) -> list[Text]:
-    facts = (f"{t.model_class} ({t.model_type}): {t.encoder_layers} encoder + {t.decoder_layers} decoder layers, "
-             f"{t.num_heads} heads; {len(t.source_tokens)} source tokens, {len(t.target_tokens)} target positions")
-    return [Text.assemble(("annotate trace ", "bold"), t.model), *[Text(line, style="dim") for line in _lines(facts.split(" "), width, sep=" ")]]
+def _header(tr, width: int) -> list[Text]:
+    facts = t("{model_class} ({model_type}): {encoder} encoder + {decoder} decoder layers, {heads} heads; "
+              "{source} source tokens, {target} target positions", model_class=tr.model_class, model_type=tr.model_type,
+              encoder=tr.encoder_layers, decoder=tr.decoder_layers, heads=tr.num_heads,
+              source=len(tr.source_tokens), target=len(tr.target_tokens))
+    return [Text.assemble(("annotate trace ", "bold"), tr.model), *[Text(line, style="dim") for line in _wrap(facts, width)]]
 
 
 def _tokens(title: str, tokens: list[str], width: int) -> list[Text]:
@@ -30,92 +35,112 @@ def _tokens(title: str, tokens: list[str], width: int) -> list[Text]:
     return [Text(line) for line in _lines([f"{title}"] + shown, width, sep=" │ ")]
 
 
-def _norms(t, name: str) -> float:
-    return t.states[name][0].double().norm(dim=-1).mean().item()
+def _norms(tr, name: str) -> float:
+    return tr.states[name][0].double().norm(dim=-1).mean().item()
 
 
-def _layers(t, stack: str, width: int) -> list[Text]:
+def _layers(tr, stack: str, width: int) -> list[Text]:
     """One line per layer of ``stack``: |h|, change, and the two source tokens its attention (the
     decoder: cross-attention) weights most, averaged over heads and positions."""
-    out = [Text(f"{'':14}{'|h|':>6}  {'change':>7}  " + ("attention mostly to" if stack == "encoder" else "cross-attention mostly to (source)"), style="dim")]
-    first = t.embedded(stack)
-    before = t.states[first][0].double()
-    out.append(Text(f"{'embeddings':14}{_norms(t, first):6.2f}"))
-    layers = t.encoder_layers if stack == "encoder" else t.decoder_layers
+    to_what = t("attention mostly to") if stack == "encoder" else t("cross-attention mostly to (source)")
+    out = [Text(f"{'':14}{'|h|':>6}  {_pad(t('change'), 7, right=True)}  " + to_what, style="dim")]
+    first = tr.embedded(stack)
+    before = tr.states[first][0].double()
+    out.append(Text(f"{_pad(t('embeddings'), 14)}{_norms(tr, first):6.2f}"))
+    layers = tr.encoder_layers if stack == "encoder" else tr.decoder_layers
     for L in range(layers):
-        h = t.states[t.layer(stack, L)][0].double()
+        h = tr.states[tr.layer(stack, L)][0].double()
         change = ((h - before).norm(dim=-1) / before.norm(dim=-1)).mean().item()
-        probs = t.attention(stack, L, cross=stack == "decoder").mean(dim=(0, 1))  # (S,): over heads and positions
+        probs = tr.attention(stack, L, cross=stack == "decoder").mean(dim=(0, 1))  # (S,): over heads and positions
         top = probs.topk(min(2, probs.numel()))
-        to = "  ".join(f"{i}:{_clip(t.source_tokens[i], 12)} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        to = "  ".join(f"{i}:{_clip(tr.source_tokens[i], 12)} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
         diff = ""
-        if t.diffed:
-            names = [s for s in t.stages if s.name.startswith(t.layer(stack, L) + ".")]
+        if tr.diffed:
+            names = [s for s in tr.stages if s.name.startswith(tr.layer(stack, L) + ".")]
             worst = max((s.max_abs_diff for s in names if s.max_abs_diff is not None), default=None)
             diff = f"  Δ {_diff(worst)}"
-        out.append(Text(_clip(f"{'layer ' + str(L):14}{h.norm(dim=-1).mean().item():6.2f}  {change:7.0%}  {to}{diff}", width)))
+        out.append(Text(_clip(f"{_pad(t('layer {n}', n=L), 14)}{h.norm(dim=-1).mean().item():6.2f}  {change:7.0%}  {to}{diff}", width)))
         before = h
     return out
 
 
-def _looked(t, width: int) -> list[Text]:
+def _looked(tr, width: int) -> list[Text]:
     """Per target position: the token it read, the token the model chose next, and where the last
     decoder layer's cross-attention looked (heads averaged)."""
-    L = t.decoder_layers - 1
-    cross = t.cross_attention(L)  # (T, S)
-    out = [_rule(f"where each target token looked (cross-attention, layer {L})", width)]
-    out.append(Text(f"{'after':10} {'chose':10} looking at (source token, weight; heads averaged)", style="dim"))
+    L = tr.decoder_layers - 1
+    cross = tr.cross_attention(L)  # (T, S)
+    out = [_rule(t("where each target token looked (cross-attention, layer {n})", n=L), width)]
+    out.append(Text(f"{_pad(t('after'), 10)} {_pad(t('chose'), 10)} " + t("looking at (source token, weight; heads averaged)"), style="dim"))
     for pos in range(cross.shape[0]):
         top = cross[pos].topk(min(2, cross.shape[1]))
-        looked = "  ".join(f"{i}:{t.source_tokens[i]} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
-        chose = t.next_tokens[pos].token if t.next_tokens else ""
-        out.append(Text(_clip(f"{_pad(_clip(t.target_tokens[pos], 10), 10)} {_pad(_clip(chose, 10), 10)} {looked}", width)))
+        looked = "  ".join(f"{i}:{tr.source_tokens[i]} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        chose = tr.next_tokens[pos].token if tr.next_tokens else ""
+        out.append(Text(_clip(f"{_pad(_clip(tr.target_tokens[pos], 10), 10)} {_pad(_clip(chose, 10), 10)} {looked}", width)))
     return out
 
 
-def _diff_lines(t, width: int) -> list[Text]:
-    counts: dict[str, int] = {}
-    for s in t.stages:
-        counts[s.verdict or "not compared"] = counts.get(s.verdict or "not compared", 0) + 1
-    out = [_rule(f"--diff: {t.comparison.a} against {t.comparison.b}", width)]
-    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
-    out.append(Text(f"{len(t.stages)} stages: {summary}"))
-    out.append(Text(f"logits: max |twin - transformers| {_diff(t.logits_max_abs_diff)}"))
-    first = t.first_math()
-    out.append(Text(f"first stage computing other math: {first}" if first else "no stage computes other math", style="bold" if first else ""))
+def _verdict(verdict: str | None) -> str:
+    """A verdict as the summary names it: the JSON's word in English, the glossary's in Chinese."""
+    names = {"equal": t("equal"), "rounding": t("rounding"), "math": t("math"), "absent": t("absent")}
+    return t("not compared") if verdict is None else names.get(verdict, verdict)
+
+
+def _run_label(label: str) -> str:
+    """A run's label from annotate/compare.py ("twin (fp32)", "transformers (eager, fp32)"): the
+    twin named in the view's language; transformers and the settings as they are."""
+    if label == "twin" or label.startswith("twin "):
+        return t("twin") + label.removeprefix("twin")
+    return label
+
+
+def _diff_lines(tr, width: int) -> list[Text]:
+    counts: dict[str | None, int] = {}
+    for s in tr.stages:
+        counts[s.verdict] = counts.get(s.verdict, 0) + 1
+    out = [_rule(t("--diff: {a} against {b}", a=_run_label(tr.comparison.a), b=_run_label(tr.comparison.b)), width)]
+    shown = [(_verdict(verdict), n) for verdict, n in sorted(counts.items(), key=lambda item: item[0] or "not compared")]
+    summary = ("、" if i18n.current() == "zh-CN" else ", ").join(t("{n} {verdict}", n=n, verdict=verdict) for verdict, n in shown)
+    out.append(Text(t("{n} stages: {summary}", n=len(tr.stages), summary=summary)))
+    out.append(Text(t("logits: max |twin - transformers| {d}", d=_diff(tr.logits_max_abs_diff))))
+    first = tr.first_math()
+    out.append(Text(t("first stage computing other math: {stage}", stage=first) if first else t("no stage computes other math"),
+                    style="bold" if first else ""))
     return out
 
 
-def _full(t, width: int) -> list[Text]:
-    out = [_rule("every stage", width)]
+def _full(tr, width: int) -> list[Text]:
+    out = [_rule(t("every stage"), width)]
     name_width = max(20, width - 48)
-    out.append(Text(f"{_pad('stage', name_width)} {'shape':>14} {'mean':>10} {'std':>10}" + (" Δ" if t.diffed else ""), style="dim"))
-    for s in t.stages:
-        name = s.name.removeprefix(t.prefix)
+    out.append(Text(f"{_pad(t('stage'), name_width)} {_pad(t('shape'), 14, right=True)} {_pad(t('mean'), 10, right=True)} "
+                    f"{_pad(t('std'), 10, right=True)}" + (" Δ" if tr.diffed else ""), style="dim"))
+    for s in tr.stages:
+        name = s.name.removeprefix(tr.prefix)
         shape = "(" + ", ".join(str(n) for n in s.shape) + ")"
-        diff = f" {_diff(s.max_abs_diff)}" if t.diffed else ""
+        diff = f" {_diff(s.max_abs_diff)}" if tr.diffed else ""
         out.append(Text(f"{_pad(_clip(name, name_width), name_width)} {shape:>14} {_num(s.stats['mean']):>10} {_num(s.stats['std']):>10}{diff}"))
     return out
 
 
-def render(t, console: Console, full: bool = False) -> None:
+def render(tr, console: Console, full: bool = False) -> None:
     width = output_width(console)
-    how = "the given target (teacher forcing)" if t.given_target else "the model's greedy translation, read back"
-    lines = [*_header(t, width), *_tokens("source", t.source_tokens, width), *_tokens("target", t.target_tokens, width)]
-    lines.extend(Text(line, style="dim") for line in _lines(f"the decoder reads {how}".split(" "), width, sep=" "))
+    reads = t("the decoder reads the given target (teacher forcing)") if tr.given_target else \
+        t("the decoder reads the model's greedy translation, read back")
+    lines = [*_header(tr, width), *_tokens(t("source"), tr.source_tokens, width), *_tokens(t("target"), tr.target_tokens, width)]
+    lines.extend(Text(line, style="dim") for line in _wrap(reads, width))
     if full:
-        lines.extend(_full(t, width))
+        lines.extend(_full(tr, width))
     else:
-        lines.append(_rule("encoder, layer by layer", width))
-        lines.extend(_layers(t, "encoder", width))
-        lines.append(_rule("decoder, layer by layer", width))
-        lines.extend(_layers(t, "decoder", width))
-        lines.extend(_looked(t, width))
-    lines.append(_rule("translation", width))
-    lines.append(Text(t.translation, style="bold"))
-    if t.diffed:
-        lines.extend(_diff_lines(t, width))
+        lines.append(_rule(t("encoder, layer by layer"), width))
+        lines.extend(_layers(tr, "encoder", width))
+        lines.append(_rule(t("decoder, layer by layer"), width))
+        lines.extend(_layers(tr, "decoder", width))
+        lines.extend(_looked(tr, width))
+    lines.append(_rule(t("translation"), width))
+    lines.append(Text(tr.translation, style="bold"))
+    if tr.diffed:
+        lines.extend(_diff_lines(tr, width))
     if not full:
-        lines.extend(Text(line, style="dim") for line in _lines("more: --full (every stage), --target TEXT (teacher forcing), --diff, --json".split(" "), width, sep=" "))
+        more = t("more: --full (every stage), --target TEXT (teacher forcing), --diff, --json")
+        lines.extend(Text(line, style="dim") for line in _wrap(more, width))
     for line in lines:
         console.print(line, overflow="ignore", crop=False, no_wrap=True)

@@ -423,21 +423,23 @@ def render(found, console=None, twin: bool = True) -> None:
         return
     from rich.text import Text
 
+    from annotate.i18n import t
+
     codes = [found.code] + ([found.twin] if twin and found.twin is not None else [])
     console = console or console_for([(c.text, c.last_line) for c in codes])
     show(console, found.code, f"transformers {transformers_version()}: {found.code.qualname}")
     if found.note:
         console.print(Text(f"({found.note})", style="dim"), soft_wrap=True)
     for other in found.also:
-        console.print(Text(f"also defined: {other}", style="yellow"), soft_wrap=True)
+        console.print(Text(t("also defined: {other}", other=other), style="yellow"), soft_wrap=True)
     if not twin:
         return
     console.print()
     if found.twin is None:
         console.print(Text(found.twin_note, style="italic"), soft_wrap=True)
         return
-    marked = ", marked ❱" if found.twin.highlight else ""
-    show(console, found.twin, f"twin: {found.twin.qualname} ({found.twin_note}{marked})")
+    marked = t(", marked ❱") if found.twin.highlight else ""
+    show(console, found.twin, t("twin: {name} ({note}{marked})", name=found.twin.qualname, note=found.twin_note, marked=marked))
 
 
 # ---------------------------------------------------------------------------------------------

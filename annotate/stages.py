@@ -49,6 +49,8 @@ class Snippet:
     path: Path
     lines: tuple[int, ...]  # 1-based line numbers in the file, ascending
     text: str  # those lines, one per line
+    folded: tuple[int, ...] = ()  # lines within the snippet's span that run only under the other transformers version
+    folded_for: str = ""  # that version: "transformers 4.57" or "transformers 5.x"
 
     @property
     def qualname(self) -> str:
@@ -458,13 +460,73 @@ def _statement_lines(node: ast.stmt, inside: ast.stmt) -> set[int]:
     return set(range(node.lineno, node.end_lineno + 1))
 
 
+def _on_v4(test: ast.expr) -> bool | None:
+    """Whether an ``if`` test holds under transformers 4.57 (True) or 5.x (False), where it is the
+    twins' version switch (``versions.V4``, ``not versions.V4``, or either joined by ``and`` to
+    other conditions, which then can only make the branch rarer); None for any other test."""
+    if isinstance(test, ast.Attribute) and test.attr == "V4" and isinstance(test.value, ast.Name) and test.value.id == "versions":
+        return True
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = _on_v4(test.operand)
+        return None if inner is None else not inner
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        found = [v for v in map(_on_v4, test.values) if v is not None]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _v4() -> bool:
+    """Whether the twins follow transformers 4.57 now: reimpl.versions.V4 where reimpl is loaded
+    (``versions.following`` may have switched it), else the installed version's major (``annotate
+    source`` imports neither torch nor reimpl)."""
+    import sys
+
+    versions = sys.modules.get("reimpl.versions")
+    if versions is not None:
+        return versions.V4
+    return int(code.transformers_version().split(".")[0]) < 5
+
+
+def other_version_lines(function: ast.AST) -> set[int]:
+    """The lines of ``function`` that never run under the installed transformers: the branch of
+    each version switch (``if versions.V4:``, ``elif versions.V4:``) that belongs to the other
+    version, with its header and a plain ``else:`` line left without its ``if``; or the ``else``
+    of a switch whose own branch always runs here."""
+    v4_here = _v4()
+    elifs = {
+        id(node.orelse[0])
+        for node in ast.walk(function)
+        if isinstance(node, ast.If) and len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If)
+        and node.orelse[0].col_offset == node.col_offset  # "elif", not "else:" holding an "if"
+    }
+    out: set[int] = set()
+    for node in ast.walk(function):
+        if not isinstance(node, ast.If) or (v4 := _on_v4(node.test)) is None:
+            continue
+        body_end = node.body[-1].end_lineno
+        if v4 != v4_here:  # the other version's branch: its header and body
+            out |= set(range(node.lineno, body_end + 1))
+            if node.orelse and id(node) not in elifs and not (isinstance(node.orelse[0], ast.If) and id(node.orelse[0]) in elifs):
+                out |= set(range(body_end + 1, node.orelse[0].lineno))  # "else:", whose body runs here
+        elif not isinstance(node.test, ast.BoolOp) and node.orelse:  # this version's branch always runs: the else never does
+            out |= set(range(body_end + 1, node.orelse[-1].end_lineno + 1))
+    return out
+
+
 def twin_snippet(found: Recorded) -> Snippet:
-    """The record call and the statements that compute its value."""
+    """The record call and the statements that compute its value, less the lines that run only
+    under the other transformers version (kept as ``folded``, for the views to fold and label)."""
     function = found.function
     lines = set(range(found.statement.lineno, found.statement.end_lineno + 1))
     for node in computing(function.node, found.statement):
         lines |= _statement_lines(node, found.statement)
-    return _snippet(function.module, function.qualname, function.path, lines)
+    other = other_version_lines(function.node)
+    snippet = _snippet(function.module, function.qualname, function.path, lines - other)
+    span = range(min(lines), max(lines) + 1)
+    folded = tuple(sorted(n for n in other if n in span))
+    if not folded:
+        return snippet
+    return dataclasses.replace(snippet, folded=folded, folded_for="transformers 5.x" if _v4() else "transformers 4.57")
 
 
 def _returned(record: code.Record) -> Snippet | None:
@@ -654,31 +716,34 @@ def render(found: StageFound, console=None, twin: bool = True) -> None:
     """The stage, its formula, transformers' lines and the twin's, each numbered as in its file."""
     from rich.text import Text
 
+    from annotate.i18n import t
+
     e = found.explanation
     snippets = [*e.hf, *([e.twin] if twin and e.twin else [])]
     listings = [
         ("\n".join(code.lines_of(s.path)[a - 1 : b]), b) for s in snippets for a, b in listing.chunks(s.lines)
     ]
     console = console or listing.console_for(listings)
-    step = f", step {e.step}" if e.step != e.stage else ""
-    console.print(Text(f"stage {e.stage} ({e.model_type}{step})", style="bold"), soft_wrap=True)
-    console.print(Text(f"  {e.formula}" if e.formula else "  (no formula: transformers' side unknown)", style="cyan"), soft_wrap=True)
+    step = t(", step {step}", step=e.step) if e.step != e.stage else ""
+    console.print(Text(t("stage {stage} ({model_type}{step})", stage=e.stage, model_type=e.model_type, step=step), style="bold"), soft_wrap=True)
+    console.print(Text(f"  {e.formula}" if e.formula else t("  (no formula: transformers' side unknown)"), style="cyan"), soft_wrap=True)
     if found.also:
-        console.print(Text(f"also a stage of: {', '.join(found.also)} (--model {found.also[0]})", style="yellow"), soft_wrap=True)
+        console.print(Text(t("also a stage of: {types} (--model {first})", types=", ".join(found.also), first=found.also[0]), style="yellow"), soft_wrap=True)
     console.print()
     version = code.transformers_version()
     for s in e.hf:
         listing.show_lines(console, s.path, s.lines, f"transformers {version}: {s.qualname}")
     if not e.hf:
-        console.print(Text(f"transformers {version}: unknown", style="bold"), soft_wrap=True)
+        console.print(Text(t("transformers {version}: unknown", version=version), style="bold"), soft_wrap=True)
     if e.hf_note:
         console.print(Text(f"({e.hf_note})", style="dim"), soft_wrap=True)
     if not twin:
         return
     console.print()
     if e.twin is None:
-        console.print(Text(f"twin: {e.twin_location}", style="italic"), soft_wrap=True)
+        console.print(Text(t("twin: {where}", where=t("not found ({note})", note=e.twin_note)), style="italic"), soft_wrap=True)
         return
-    listing.show_lines(console, e.twin.path, e.twin.lines, f"twin: {e.twin.qualname} (marked ❱: the record call and what computes its value)")
+    listing.show_lines(console, e.twin.path, e.twin.lines, t("twin: {name} (marked ❱: the record call and what computes its value)", name=e.twin.qualname),
+                       folded=e.twin.folded, folded_for=e.twin.folded_for)
     if e.twin_note:
         console.print(Text(f"({e.twin_note})", style="dim"), soft_wrap=True)

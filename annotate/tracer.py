@@ -25,6 +25,7 @@ import torch
 from annotate import align, models, stats
 from annotate import lens as logit_lens
 from annotate.errors import UserError
+from annotate.i18n import t
 from reimpl import loading, registry
 from reimpl.architecture import Architecture
 from reimpl.states import recording
@@ -481,7 +482,7 @@ def trace(
     tokens per position (annotate/lens.py); refused for a model without an LM head."""
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {top_k}")
-    with _status(f"loading {model}", progress):
+    with _status(t("loading {model}", model=model), progress):
         folder, twin = load(model)  # the name resolved once: everything after reads the folder
         tokenizer = Tokenizer(folder)
     if not diff or other is not None:  # no transformers' model to share the checkpoint's tensors with
@@ -548,13 +549,13 @@ def _compare(model: str, folder: Path, twin, arch: Architecture, head, inputs, s
 
     keep = align.keep_mask(inputs["input_ids"], None, arch.causal)  # one text: no padding
     if other is not None:  # annotate diff: the twin of a second checkpoint
-        with _status(f"loading {other}", progress):
+        with _status(t("loading {model}", model=other), progress):
             other_twin = load(other)[1]
         comparison = compare.against_checkpoint(
             twin, other_twin, inputs, states, out, label_a=f"{model} (twin, fp32)", label=f"{other} (twin, fp32)", keep=keep
         )
     else:
-        with _status(f"running transformers ({against}, {dtype}) for --diff", progress):
+        with _status(t("running transformers ({against}, {dtype}) for --diff", against=against, dtype=dtype), progress):
             comparison = compare.against_transformers(
                 folder, twin, inputs, states, out, against=against, dtype=dtype, device=device, causal=arch.causal, keep=keep
             )
@@ -606,7 +607,7 @@ def _gradients(result: Trace, twin, inputs, tokenizer: Tokenizer, *, diff: bool,
     """--grad: the head's loss backpropagated (annotate/gradients.py), each stage given its gradient's statistics."""
     from annotate import gradients
 
-    with _status("backpropagating the loss" + (" (twin and transformers)" if diff else ""), progress):
+    with _status(t("backpropagating the loss (twin and transformers)") if diff else t("backpropagating the loss"), progress):
         found = gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
     result.loss, result.grads = found.loss, found.grads
     result.param_grad_max_abs_diff, result.param_grads_compared = found.param_grad_max_abs_diff, found.param_grads_compared

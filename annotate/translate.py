@@ -23,6 +23,7 @@ import torch
 
 from annotate import align, models, stats
 from annotate.errors import UserError
+from annotate.i18n import t
 from annotate.tracer import Prediction, Stage
 from reimpl import registry
 from reimpl.marian import shift_tokens_right
@@ -148,7 +149,7 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)  # (1, T)
         translation = target
     else:
-        with _status(f"translating with {model}", progress):
+        with _status(t("translating with {model}", model=model), progress):
             generated = _greedy(twin, folder, source)  # (1, n): the start token, then the translation
         decoder_input_ids = generated[:, :-1] if generated.shape[1] > 1 else generated  # its last token is read by nobody
         translation = tokenizer.decode(generated[0], skip_special_tokens=True)
@@ -169,7 +170,7 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
         from annotate import compare
 
         keep = align.seq2seq_keep(inputs["attention_mask"], inputs["input_ids"].shape[1], decoder_input_ids.shape[1])
-        with _status(f"running transformers ({against}, {dtype}) for --diff", progress):
+        with _status(t("running transformers ({against}, {dtype}) for --diff", against=against, dtype=dtype), progress):
             comparison = compare.against_transformers(folder, twin, inputs, states, out, against=against, dtype=dtype,
                                                       device=device, causal=True, keep=keep)
         comparison.diffs.pop(head_stage, None)

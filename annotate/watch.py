@@ -29,8 +29,9 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
-from annotate import models
+from annotate import i18n, models
 from annotate.errors import UserError
+from annotate.i18n import t
 
 WIDTH = 80
 DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "eos_token_id": None, "pad_token_id": None}  # transformers' global ones
@@ -113,7 +114,7 @@ class _Recorded:
         with recording() as states:
             out = self.twin(input_ids, attention_mask, cache, *args, **kwargs)
         rows = torch.stack([states[name][0, :, -1, :].float() for name in self.names])  # (L, nh, keys): the last query's rows
-        size = sum(t.numel() * t.element_size() for t in [*getattr(cache, "keys", []), *getattr(cache, "values", [])])
+        size = sum(x.numel() * x.element_size() for x in [*getattr(cache, "keys", []), *getattr(cache, "values", [])])
         self.looked.append(Looked(rows, rows.shape[-1], size))
         return out
 
@@ -314,30 +315,54 @@ def _clip(text: str, width: int) -> str:
     return text + "…"
 
 
+_MARK = "\x00"  # where a message's styled value goes (_assembled)
+
+
+def _assembled(message: str, value: tuple[str, str], style: str = "") -> Text:
+    """A translated ``message`` (formatted with ``_MARK`` for its one styled place) as a Text, the
+    styled ``value`` where the mark is: the place moves with the language's word order."""
+    before, _, after = message.partition(_MARK)
+    return Text.assemble((before, style), value, (after, style))
+
+
+def _listed(items) -> str:
+    """Items of a list, joined as the language joins them (Chinese: the enumeration comma 、)."""
+    return ("、" if i18n.current() == "zh-CN" else ", ").join(items)
+
+
+def _processor(described: str) -> str:
+    """A processor as Generation.processors names it ("temperature 0.7", "top-k 50"), for the view."""
+    if described.startswith("temperature "):
+        return t("temperature {value}", value=described.removeprefix("temperature "))
+    return described  # top-k, top-p: their own names in both languages
+
+
 def _header(gen: Generation, width: int) -> list[Text]:
     s = gen.settings
     out = [Text.assemble(("annotate generate ", "bold"), gen.model),
-           Text(f"{gen.model_class}, a vocabulary of {gen.vocab_size} tokens", style="dim")]
+           Text(t("{model_class}, a vocabulary of {n} tokens", model_class=gen.model_class, n=gen.vocab_size), style="dim")]
     if s["do_sample"]:
-        how = ", ".join(gen.processors) if gen.processors else "no processors: the model's own distribution"
-        out.append(Text(f"sampling: {how}; seed {gen.seed}"))
+        how = _listed(_processor(p) for p in gen.processors) if gen.processors else t("no processors: the model's own distribution")
+        out.append(Text(t("sampling: {how}; seed {seed}", how=how, seed=gen.seed)))
     else:
-        out.append(Text("greedy: each step takes the likeliest token"))
+        out.append(Text(t("greedy: each step takes the likeliest token")))
+    prompt = (_shown(gen.prompt), "bold")
     if gen.chat:
-        out.append(Text.assemble("user: ", (_shown(gen.prompt), "bold"), f" (through the chat template: {len(gen.prompt_ids)} tokens)"))
+        out.append(_assembled(t("user: {prompt} (through the chat template: {n} tokens)", prompt=_MARK, n=len(gen.prompt_ids)), prompt))
     else:
-        out.append(Text.assemble("prompt: ", (_shown(gen.prompt), "bold"), f" ({len(gen.prompt_ids)} tokens)"))
+        out.append(_assembled(t("prompt: {prompt} ({n} tokens)", prompt=_MARK, n=len(gen.prompt_ids)), prompt))
     if gen.processors:
-        out.append(Text("p: after the processors (sampled from) · model: before them · kept: tokens left", style="dim"))
+        out.append(Text(t("p: after the processors (sampled from) · model: before them · kept: tokens left"), style="dim"))
     out.append(Text(""))
     return out
 
 
 def _columns(gen: Generation) -> list[tuple[str, int]]:
     """(title, width) of the fixed columns; the alternatives take the rest."""
-    cols = [("step", STEP), ("token", TOKEN), ("p", PROB)]
+    cols = [(t("step"), STEP), (t("token"), TOKEN), ("p", PROB)]
     if gen.processors:
-        cols += [("model", PROB), ("kept", max(4, len(str(gen.vocab_size))))]
+        kept = t("kept")
+        cols += [(t("model"), PROB), (kept, max(4, len(str(gen.vocab_size)), cell_len(kept)))]
     return cols
 
 
@@ -373,15 +398,15 @@ def show(watch: Watch, console: Console, attention: bool = False) -> Generation:
     width = min(WIDTH, console.width)
     for line in _header(gen, width):
         console.print(line)
-    for line in _row(_columns(gen), ["next likeliest"], width, style="bold"):
+    for line in _row(_columns(gen), [t("next likeliest")], width, style="bold"):
         console.print(line)
     watch.run(lambda choice: [console.print(line) for line in _step_lines(gen, choice, width)], attention=attention)
     console.print()
     n = len(gen.steps)
-    end = f"stopped at the end-of-text token after {n} new tokens" if gen.stopped_at_eos else f"{n} new tokens"
+    end = t("stopped at the end-of-text token after {n} new tokens", n=n) if gen.stopped_at_eos else t("{n} new tokens", n=n)
     console.print(Text(end, style="dim"))
     if gen.chat:  # the template's own text is markup, not the conversation: the reply alone
-        console.print(Text.assemble(("assistant: ", "dim"), (gen.text, "bold")))
+        console.print(_assembled(t("assistant: {reply}", reply=_MARK), (gen.text, "bold"), style="dim"))
     else:
         console.print(Text.assemble((gen.prompt, "dim"), (gen.text, "bold")))
     return gen

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.text import Text
 
 from annotate.errors import UserError
-from annotate.render import _clip, _lines, _pad, _rule, output_width
+from annotate.i18n import t
+from annotate.render import _clip, _lines, _pad, _rule, _wrap, output_width
 
 
 @dataclasses.dataclass
@@ -117,25 +118,30 @@ def run(model: str, source: str, *, num_beams: int | None = None, max_new_tokens
 def show(r: Run, console: Console) -> None:
     width = output_width(console)
     beams = r.settings.get("num_beams", 1)
-    how = f"beam search, {beams} beams" if beams > 1 else "greedy"
     settings = ", ".join(f"{k} {v}" for k, v in r.settings.items() if k not in ("num_beams", "decoder_start_token_id", "pad_token_id", "eos_token_id"))
     lines = [Text.assemble(("annotate generate ", "bold"), r.model)]
-    lines += [Text(line, style="dim") for line in _lines(f"{r.model_class}: {how}; {settings}".split(" "), width, sep=" ")]
-    lines += [Text(line) for line in _lines(["source"] + [f"{i}:{t}" for i, t in enumerate(r.source_tokens)], width, sep=" │ ")]
-    head = f"{'beam':>4} {'from':>4} {'score':>8}  {'new':8} {'target so far':24} looked at"
+    if beams > 1:
+        described = t("{model_class}: beam search, {n} beams; {settings}", model_class=r.model_class, n=beams, settings=settings)
+    else:
+        described = t("{model_class}: greedy; {settings}", model_class=r.model_class, settings=settings)
+    lines += [Text(line, style="dim") for line in _wrap(described, width)]
+    lines += [Text(line) for line in _lines([t("source")] + [f"{i}:{token}" for i, token in enumerate(r.source_tokens)], width, sep=" │ ")]
+    head = (f"{_pad(t('beam'), 4, right=True)} {_pad(t('from'), 4, right=True)} {_pad(t('score'), 8, right=True)}  "
+            f"{_pad(t('new'), 8)} {_pad(t('target so far'), 24)} {t('looked at')}")
     for s in r.steps:
-        lines.append(_rule(f"step {s.index}", width))
+        lines.append(_rule(t("step {n}", n=s.index), width))
         lines.append(Text(_clip(head, width), style="dim"))
         for j, b in enumerate(s.beams):
-            looked = "  ".join(f"{t} {p:.2f}" for t, p in b.looked)
-            text = "".join(t.replace("▁", " ") for t in b.tokens).strip()
-            score = f"{b.score:8.3f}" if b.score > -1e8 else f"{'ended':>8}"  # transformers' -1e9: a beam that can't go on
+            looked = "  ".join(f"{token} {p:.2f}" for token, p in b.looked)
+            text = "".join(token.replace("▁", " ") for token in b.tokens).strip()
+            score = f"{b.score:8.3f}" if b.score > -1e8 else _pad(t("ended"), 8, right=True)  # transformers' -1e9: a beam that can't go on
             row = f"{j:>4} {b.parent:>4} {score}  {_pad(_clip(b.token, 8), 8)} {_pad(_clip(text, 24), 24)} {looked}"
             lines.append(Text(_clip(row, width)))
         if s.finished:
-            lines.append(Text(_clip("finished: " + ", ".join(f"{score:.3f}" for _, score in s.finished), width), style="dim"))
-    lines.append(_rule("result", width))
+            scores = ", ".join(f"{score:.3f}" for _, score in s.finished)
+            lines.append(Text(_clip(t("finished: {scores}", scores=scores), width), style="dim"))
+    lines.append(_rule(t("result"), width))
     lines.append(Text(r.text, style="bold"))
-    lines.append(Text(_clip(f"ids: {r.ids}", width), style="dim"))
+    lines.append(Text(_clip(t("ids: {ids}", ids=r.ids), width), style="dim"))
     for line in lines:
         console.print(line, overflow="ignore", crop=False, no_wrap=True)

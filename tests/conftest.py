@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,16 @@ def _width(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _language(monkeypatch):
+    """English whatever locale the shell exports (a zh_CN locale would choose the Chinese views,
+    annotate/i18n.py): LANG=C.UTF-8 (UTF-8 for a subprocess and tmux), the variables that override
+    it unset. A test of the Chinese views sets its own."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
+@pytest.fixture(autouse=True)
 def _no_grad():
     with torch.no_grad():
         yield
@@ -98,3 +109,18 @@ def _smollm2_converted():
         loading.resolve("SmolLM2-135M-Instruct.Q4_1.gguf")
     except CheckpointError:
         pass
+
+
+@pytest.fixture(scope="module")
+def chrome():
+    """Debian's Chromium (tests/browser.py), one per test module: the page tests. Without it they
+    skip, except under CI, where they fail."""
+    from tests import browser
+
+    why = browser.missing()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the explorer's browser tests must run in CI, but {why}")
+        pytest.skip(f"no browser test: {why}")
+    with browser.Browser() as b:
+        yield b

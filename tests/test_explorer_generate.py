@@ -19,7 +19,7 @@ import torch
 
 from annotate import explorer_generate, watch
 from tests.conftest import run
-from tests.test_explorer import b, chrome, llama_dir, not_blank  # noqa: F401  (fixtures)
+from tests.test_explorer import b, llama_dir, not_blank  # noqa: F401  (b, llama_dir: fixtures)
 
 PROMPT = "The cat sat on the mat and"
 
@@ -224,3 +224,31 @@ def test_cli_html_refusals(gpt2_dir, tmp_path, case, fragment):
     assert code == 2 and out == "" and len(lines) == 1, (out, err)  # refused before anything runs
     assert lines[0].startswith("annotate: error: ") and fragment in lines[0], err
     assert not (tmp_path / "a.html").exists()
+
+
+def test_chinese_page(b, gpt2_watch, tmp_path):
+    """Written in zh-CN (annotate.i18n.using): <html lang="zh-CN">, the headings, column heads and
+    pickers in Chinese, the layer and head as the glossary numbers them; the contract unchanged."""
+    from annotate import i18n
+
+    cjk = re.compile(r"[\u3400-\u9fff]")
+    path = tmp_path / "gen-zh.html"
+    with i18n.using("zh-CN"):
+        explorer_generate.write(gpt2_watch, path)
+    assert '<html lang="zh-CN">' in path.read_text(encoding="utf-8")
+    check_page(b, path, gpt2_watch)
+    page = b.page()
+    b.load(page, path)
+    headings = page.locator("h2, h3").all_inner_texts()
+    assert len(headings) == 5 and all(cjk.search(h) for h in headings), headings
+    assert page.locator("h3").first.inner_text() == "每一步"
+    heads = page.locator(".step-head > span").all_inner_texts()
+    assert [h for h in heads if cjk.search(h)] == [heads[0], heads[1], heads[3], heads[4]], heads  # all but "p"
+    assert page.locator(".pick > span").all_inner_texts() == ["层", "头"]
+    assert page.locator('[data-pick-layer="mean"]').inner_text() == "平均"
+    assert cjk.search(page.inner_text("header")) and cjk.search(page.inner_text(".hint"))
+    page.click('[data-pick-layer="2"]')
+    page.click('[data-pick-head="1"]')
+    assert "第 2 层的 1 号头" in page.text_content("#att-title")
+    assert b.errors == [] and b.foreign_requests(path) == []
+    page.close()

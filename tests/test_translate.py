@@ -7,7 +7,6 @@ opus-mt layout). The trained translator itself: tests/test_translator.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import transformers
 from rich.cells import cell_len
 
 from annotate import explorer_translate, translate, tracer
-from tests import browser
 from tests.conftest import run, run_json
 from tests.test_seq2seq import stages
 
@@ -146,17 +144,6 @@ def test_views_that_show_one_stack_refuse_an_encoder_decoder(marian):
 # --- the explorer page -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def chrome():
-    why = browser.missing()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the explorer's browser tests must run in CI, but {why}")
-        pytest.skip(f"no browser test: {why}")
-    with browser.Browser() as b:
-        yield b
-
-
 def test_explorer_page(marian, chrome, tmp_path):
     folder, twin = tracer.load(str(marian))
     t = translate.trace(str(marian), folder, twin, SOURCE, TARGET, diff=True, progress=False)
@@ -183,3 +170,35 @@ def test_explorer_page(marian, chrome, tmp_path):
     page.click('[data-tab="stages"]')
     assert page.locator("[data-stage]").count() == len(t.stages)
     assert chrome.errors == []
+
+
+def test_explorer_page_in_chinese(marian, chrome, tmp_path):
+    """Written in zh-CN (annotate.i18n.using): <html lang="zh-CN">, the tabs, explanations, headings
+    and verdict in Chinese; the tabs' names (data-tab) and the stages' verdicts stay as they are."""
+    import re
+
+    from annotate import i18n
+
+    cjk = re.compile(r"[\u3400-\u9fff]")
+    folder, twin = tracer.load(str(marian))
+    tr = translate.trace(str(marian), folder, twin, SOURCE, TARGET, diff=True, progress=False)
+    path = tmp_path / "page-zh.html"
+    with i18n.using("zh-CN"):
+        explorer_translate.write(tr, path)
+    assert '<html lang="zh-CN">' in path.read_text(encoding="utf-8")
+    chrome.requests.clear(), chrome.errors.clear()
+    page = chrome.page()
+    chrome.load(page, path)
+    tabs = page.locator("[data-tab]")
+    assert tabs.evaluate_all("els => els.map(e => e.dataset.tab)") == ["cross-attention", "encoder", "decoder", "masks", "stages"]
+    assert tabs.all_inner_texts() == ["交叉注意力", "编码器", "解码器", "掩码", "阶段"]
+    assert page.locator("[data-verdict]").inner_text() == "每个阶段都与 transformers 逐位一致"
+    assert all(cjk.search(label) for label in page.locator(".pair > span:nth-child(odd)").all_inner_texts())
+    assert cjk.search(page.inner_text(".explain"))
+    assert page.locator('[data-pick="head"] option').first.inner_text() == "各头平均"
+    page.click('[data-tab="masks"]')
+    headings = page.locator("main h3").all_inner_texts()
+    assert len(headings) == 4 and all(cjk.search(h) for h in headings), headings
+    page.click('[data-tab="stages"]')
+    assert page.locator("[data-stage]").count() == len(tr.stages) and cjk.search(page.inner_text(".explain"))
+    assert chrome.foreign_requests(path) == [] and chrome.errors == []

@@ -165,3 +165,74 @@ def test_from_hf_still_refuses_another_model():
                                                               num_attention_heads=4, intermediate_size=37))
     with pytest.raises(TypeError, match=r"BertModel\.from_hf was given a RobertaModel"):
         reimpl.BertModel.from_hf(hf)
+
+
+# --- the code that ran: the other version's branch is folded, never shown as what ran -------------
+
+
+def _switch_lines(path: Path, lines) -> list[str]:
+    text = path.read_text(encoding="utf-8").splitlines()
+    return [text[n - 1].strip() for n in lines]
+
+
+@pytest.mark.parametrize("step", ["scores", "probs"])
+def test_the_twins_lines_are_the_installed_versions(step):
+    """GPT-2's attention switches on versions.V4 twice (the scale, 4.57's future mask): the lines
+    shown as computing a stage are those that ran here; the other branch is kept aside, labelled."""
+    from annotate import stages
+
+    e = stages.explain("gpt2", f"transformer.h.0.attn.{step}", "GPT2LMHeadModel")
+    shown = _switch_lines(e.twin.path, e.twin.lines)
+    folded = _switch_lines(e.twin.path, e.twin.folded)
+    if not (versions.V4 and step == "probs"):  # 4.57's future mask has no 5.x branch to fold
+        assert folded, "the other version's branch lies inside this snippet: it is folded, not dropped silently"
+        assert e.twin.folded_for == ("transformers 5.x" if versions.V4 else "transformers 4.57")
+    if versions.V4:
+        assert "elif versions.V4:" in shown or "if versions.V4:" in shown  # 4.57's own branch ran
+        assert not any("* self.scaling" in line for line in shown)  # 5.x's product did not
+        assert any("* self.scaling" in line for line in folded) or step == "probs"
+    else:
+        assert not any("versions.V4" in line for line in shown)
+        assert any("versions.V4" in line for line in folded)
+        if step == "scores":
+            assert any("* self.scaling" in line for line in shown)
+    _, out, _ = source(f"transformer.h.0.attn.{step}", "--model", "gpt2")
+    twin_part = out[out.index("twin: "):]
+    marked = [line for line in twin_part.splitlines() if line.startswith("❱")]
+    assert not any(("versions.V4" in line) != versions.V4 and "versions.V4" in line for line in marked)
+    if not versions.V4:
+        assert not any("versions.V4" in line for line in twin_part.splitlines()), twin_part
+        assert "transformers 4.57 only, not run here" in twin_part
+
+
+def test_the_version_switch_is_read_from_the_code():
+    """Which lines are the other version's is read from the if-tests (stages.other_version_lines), for
+    each shape of switch: if / elif / else, `not versions.V4`, `versions.V4 and ...`."""
+    import ast
+    import textwrap
+
+    from annotate import stages
+
+    code = textwrap.dedent('''
+        def f(x):
+            if a:
+                y = 1
+            elif versions.V4:
+                y = 2
+            else:
+                y = 3
+            if not versions.V4:
+                z = 1
+            else:
+                z = 2
+            if versions.V4 and x:
+                w = 1
+            else:
+                w = 2
+            return y
+    ''')
+    function = ast.parse(code).body[0]
+    with versions.following(5):
+        assert stages.other_version_lines(function) == {5, 6, 11, 12, 13, 14, 15}  # 15: an "else:" whose body runs here
+    with versions.following(4):
+        assert stages.other_version_lines(function) == {7, 8, 9, 10, 11}  # "versions.V4 and x" may be false: 15-16 may run
