@@ -224,12 +224,13 @@ def run_check(args: argparse.Namespace) -> int:
 
     from annotate import grader
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     if args.list:
         grader.render_listing(Console(highlight=False))
         return 0
     if args.target is None or args.kind is None:
-        raise UserError("give FILE.py::CLASS --as KIND (annotate check --list lists the kinds)")
+        raise UserError(t("give FILE.py::CLASS --as KIND (annotate check --list lists the kinds)"))
     report = grader.check_file(args.target, args.kind, model=args.model, layer=args.layer)
     if args.json:
         print(report.to_json())
@@ -274,21 +275,22 @@ def run_trace(args: argparse.Namespace) -> int:
 
     from annotate import render, tracer
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     if tracer.encoder_decoder(args.model):  # a source and a target: annotate/translate.py
         return run_translation(args)
-    for option, given, needs in (
-        ("--grid", args.grid is not None and args.json, "prints a picture; --json --attention gives the weights"),
-        ("--full", args.full and args.json, "is for the tables; --json always has every stage"),
-        ("--explain", args.explain and args.json, "is for the tables"),
-        ("--html", args.html is not None and args.json, "writes a page; --json prints data (use one of them)"),
-        ("--attention", args.attention and not args.json, "needs --json (the tables show attention with --full and --grid)"),
-        ("--heads", args.heads is not None and not (args.full or args.grid or args.attention), "needs --full, or --json --attention"),
-        ("--target", args.target is not None and not args.grad, "needs --grad (it chooses the loss), or an encoder-decoder (the target it reads)"),
-        ("--label", args.label is not None and not args.grad, "needs --grad (it chooses the loss)"),
+    for given, message in (
+        (args.grid is not None and args.json, t("--grid prints a picture; --json --attention gives the weights")),
+        (args.full and args.json, t("--full is for the tables; --json always has every stage")),
+        (args.explain and args.json, t("--explain is for the tables")),
+        (args.html is not None and args.json, t("--html writes a page; --json prints data (use one of them)")),
+        (args.attention and not args.json, t("--attention needs --json (the tables show attention with --full and --grid)")),
+        (args.heads is not None and not (args.full or args.grid or args.attention), t("--heads needs --full, or --json --attention")),
+        (args.target is not None and not args.grad, t("--target needs --grad (it chooses the loss), or an encoder-decoder (the target it reads)")),
+        (args.label is not None and not args.grad, t("--label needs --grad (it chooses the loss)")),
     ):
         if given:
-            raise UserError(f"{option} {needs}")
+            raise UserError(message)
     if args.html:
         from annotate import explorer
 
@@ -300,7 +302,7 @@ def run_trace(args: argparse.Namespace) -> int:
     result = tracer.trace(args.model, args.text, diff=args.diff, top_k=args.top_k or 5, progress=not args.json,
                           grad=args.grad, target=args.target, label=args.label, lens=args.lens, **_comparison(args))
     if args.top_k is not None and result.predictions is None and result.mask_predictions is None:
-        raise UserError(f"--top-k: {result.model_class} predicts no tokens (labels only, or no head)")
+        raise UserError(t("--top-k: {cls} predicts no tokens (labels only, or no head)", cls=result.model_class))
     view.check(result)  # the layers, heads and stages asked for exist in this model (also for --json)
     if args.save:
         tracer.save(result, args.save)
@@ -309,8 +311,6 @@ def run_trace(args: argparse.Namespace) -> int:
     else:
         render.render(result, view, console, explain=render.explainer(result) if args.explain else None)
     if args.html:
-        from annotate.i18n import t
-
         size = explorer.write(result, args.html)
         console.print(t("explorer: {path} ({size:.1f} MB, works offline)", path=args.html, size=size / 1e6), style="dim", highlight=False, soft_wrap=True)
     # Values: only a difference in the math fails (annotate/compare.py); rounding is reported, not failed.
@@ -328,7 +328,7 @@ def run_translation(args: argparse.Namespace) -> int:
 
     for option in ("grad", "lens", "grid", "save", "layers", "heads", "stages", "explain", "attention", "label", "top_k"):
         if getattr(args, option, None) not in (None, False):
-            raise UserError(f"--{option.replace('_', '-')} is not available for an encoder-decoder's trace (its options: --target, --full, --diff, --html, --json)")
+            raise UserError(t("--{option} is not available for an encoder-decoder's trace (its options: --target, --full, --diff, --html, --json)", option=option.replace("_", "-")))
     if args.html:
         from annotate import explorer_translate
 
@@ -351,14 +351,15 @@ def run_translation(args: argparse.Namespace) -> int:
 def _comparison(args: argparse.Namespace) -> dict:
     """tracer.trace's keywords for what --diff compares with (annotate/compare.py); refuses them without --diff."""
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     chosen = {k: getattr(args, k, None) for k in ("against", "dtype", "device")}
     for key, value in chosen.items():
         if value is not None and not args.diff:
-            raise UserError(f"--{key} needs --diff (it chooses what the twin is compared with)")
+            raise UserError(t("--{key} needs --diff (it chooses what the twin is compared with)", key=key))
     out = {k: v for k, v in chosen.items() if v is not None}
     if out and getattr(args, "grad", False):
-        raise UserError(f"--{next(iter(out))} compares values; --grad's gradients are compared with transformers' eager fp32 path only")
+        raise UserError(t("--{key} compares values; --grad's gradients are compared with transformers' eager fp32 path only", key=next(iter(out))))
     if getattr(args, "other", None) is not None:
         out["other"] = args.other
     return out
@@ -389,17 +390,17 @@ def run_generate(args: argparse.Namespace) -> int:
         from annotate import explorer
 
         if args.json:
-            raise UserError("--html writes a page; --json prints data (use one of them)")
+            raise UserError(t("--html writes a page; --json prints data (use one of them)"))
         if tracer.encoder_decoder(args.model):
-            raise UserError(f"--html: the generation's page is for a decoder (GPT-2, Llama); {args.model} is an encoder-decoder: "
-                            f"annotate trace {args.model} SOURCE --html FILE draws its translation's attention")
+            raise UserError(t("--html: the generation's page is for a decoder (GPT-2, Llama); {model} is an encoder-decoder: "
+                              "annotate trace {model} SOURCE --html FILE draws its translation's attention", model=args.model))
         explorer.check_target(args.html)  # before generating: a path that can't be written costs no run
     if tracer.encoder_decoder(args.model):  # a source to translate: annotate/watch_translate.py
         from annotate import watch_translate
 
         for option in ("chat", "do_sample", "temperature", "top_k", "top_p", "seed"):
             if getattr(args, option) not in (None, False):
-                raise UserError(f"--{option.replace('_', '-')} is not available for an encoder-decoder (its options: --num-beams, --max-new-tokens, --json)")
+                raise UserError(t("--{option} is not available for an encoder-decoder (its options: --num-beams, --max-new-tokens, --json)", option=option.replace("_", "-")))
         result = watch_translate.run(args.model, args.prompt, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
         if args.json:
             print(result.to_json())
@@ -407,7 +408,7 @@ def run_generate(args: argparse.Namespace) -> int:
             watch_translate.show(result, watch.console())
         return 0
     if args.num_beams is not None:
-        raise UserError("--num-beams is for an encoder-decoder (Marian, BART); a decoder's generate here is greedy or sampled")
+        raise UserError(t("--num-beams is for an encoder-decoder (Marian, BART); a decoder's generate here is greedy or sampled"))
     settings = dict(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     max_new_tokens = args.max_new_tokens if args.max_new_tokens is not None else 20
     session = watch.Watch(args.model, args.prompt, max_new_tokens=max_new_tokens, seed=args.seed, chat=args.chat, **settings)
@@ -429,10 +430,11 @@ def run_notebook(args: argparse.Namespace) -> int:
 
     from annotate import guides
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     folder = Path(args.output)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is not a folder")
+        raise UserError(t("{folder} is not a folder", folder=folder))
     paths = []
     for guide in args.guide:
         if guide == "all":  # every guide of the language
@@ -440,15 +442,15 @@ def run_notebook(args: argparse.Namespace) -> int:
         elif guide.isdigit():  # a guide's number: the installed guides (annotate guide list)
             paths.append(guides.find(guide, args.lang or "en"))
         elif args.lang is not None:
-            raise UserError(f"--lang chooses the language of guides given by number; {guide} is a file (its folder says its language)")
+            raise UserError(t("--lang chooses the language of guides given by number; {guide} is a file (its folder says its language)", guide=guide))
         else:
             paths.append(Path(guide))
     for guide in paths:
         if not guide.is_file() or guide.suffix != ".md":
-            raise UserError(f"{guide} is not a guide's .md file")
+            raise UserError(t("{guide} is not a guide's .md file", guide=guide))
     names = [guides.notebook_name(guide) for guide in paths]
     if len(set(names)) < len(names):
-        raise UserError(f"two guides would both be written as {next(n for n in names if names.count(n) > 1)}: give them one at a time with -o")
+        raise UserError(t("two guides would both be written as {name}: give them one at a time with -o", name=next(n for n in names if names.count(n) > 1)))
     folder.mkdir(parents=True, exist_ok=True)
     for guide, name in zip(paths, names):
         try:
@@ -496,8 +498,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from annotate import i18n
 
+    lang = getattr(args, "lang", None)
     try:
-        with i18n.using(getattr(args, "lang", None)):
+        with i18n.using(lang):
             return args.run(args)
     except BrokenPipeError:  # the reader left (| head): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout at exit
@@ -508,10 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         loading = sys.modules.get("reimpl.loading")
         if not isinstance(e, UserError) and not (loading is not None and isinstance(e, loading.CheckpointError)):
             raise
-        print(f"annotate: error: {e}", file=sys.stderr)
+        with i18n.using(lang):  # the message was written in --lang's language (raised inside the block): its prefix too
+            print(i18n.t("annotate: error: {message}", message=e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("annotate: interrupted", file=sys.stderr)
+        with i18n.using(lang):
+            print(i18n.t("annotate: interrupted"), file=sys.stderr)
         return 130
 
 

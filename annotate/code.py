@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from annotate.errors import UserError
+from annotate.i18n import t
 
 # ---------------------------------------------------------------------------------------------
 # The files: found, read and parsed once per process, never imported.
@@ -31,7 +32,7 @@ def package_dir(package: str) -> Path:
     """The folder of an installed package, without importing it (find_spec runs none of its code)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"{package} is not installed in this Python ({package} is needed to show its source)")
+        raise UserError(t("{package} is not installed in this Python ({package} is needed to show its source)", package=package))
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -174,7 +175,7 @@ def _top_statements(body: list[ast.stmt]):
 
 def _assigned_names(node: ast.stmt) -> list[str]:
     if isinstance(node, ast.Assign):
-        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+        return [target.id for target in node.targets if isinstance(target, ast.Name)]
     if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
         return [node.target.id]
     return []
@@ -356,7 +357,8 @@ def order() -> list[str]:
     def key(d: Def | None) -> tuple | None:
         return (d.path, d.node.lineno) if d is not None else None
 
-    bases = {t: resolve(r.twin_module, r.base) for t, r in found.items()}
-    ancestors = {t: {key(d) for d in mro(cls)[1:]} if cls is not None else set() for t, cls in bases.items()}
-    parents = {t: sum(key(bases[t]) in ancestors[u] for u in found) for t in found}
-    return sorted(found, key=lambda t: (any(key(bases[u]) in ancestors[t] for u in found if u != t), -parents[t], t))
+    bases = {model_type: resolve(r.twin_module, r.base) for model_type, r in found.items()}
+    ancestors = {model_type: {key(d) for d in mro(cls)[1:]} if cls is not None else set() for model_type, cls in bases.items()}
+    parents = {model_type: sum(key(bases[model_type]) in ancestors[u] for u in found) for model_type in found}
+    return sorted(found, key=lambda model_type: (any(key(bases[u]) in ancestors[model_type] for u in found if u != model_type),
+                                                -parents[model_type], model_type))

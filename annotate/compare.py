@@ -45,6 +45,7 @@ import torch
 
 from annotate import align, models
 from annotate.errors import UserError
+from annotate.i18n import t
 from reimpl.states import recording
 
 ROUNDING_BOUND = 2.0**-36  # relative to the stage's largest |value| in the float64 runs: see the module docstring
@@ -177,13 +178,14 @@ def _device(device: str) -> str:
     if device == "cpu":
         return device
     if device != "cuda":
-        raise UserError(f"--device: 'cpu' or 'cuda', not {device!r}")
+        raise UserError(t("--device: 'cpu' or 'cuda', not {device!r}", device=device))
     if not torch.cuda.is_available():
-        raise UserError(
-            "--device cuda: this machine has no CUDA GPU that torch can use (torch.cuda.is_available() is False"
-            + (f"; torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None else "")
-            + "); run it where there is one, or compare on the CPU"
-        )
+        if torch.version.cuda is None:
+            raise UserError(t("--device cuda: this machine has no CUDA GPU that torch can use (torch.cuda.is_available() is False; "
+                              "torch {version} is a CPU-only build); run it where there is one, or compare on the CPU",
+                              version=torch.__version__))
+        raise UserError(t("--device cuda: this machine has no CUDA GPU that torch can use (torch.cuda.is_available() is False); "
+                          "run it where there is one, or compare on the CPU"))
     return device
 
 
@@ -247,7 +249,8 @@ def load_transformers(folder: Path, twin, attn: str, dtype: torch.dtype):
             return cls.from_pretrained(folder, attn_implementation=attn, dtype=dtype, **twin.hf_kwargs()).eval()
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"--diff: transformers could not load {str(folder)!r} ({attn}, {_dtype_name(dtype)}): {reason}") from None
+            raise UserError(t("--diff: transformers could not load {folder!r} ({attn}, {dtype}): {reason}",
+                              folder=str(folder), attn=attn, dtype=_dtype_name(dtype), reason=reason)) from None
 
 
 def transformers_run(folder: Path, twin, inputs: dict[str, torch.Tensor], attn: str = "eager",
@@ -277,9 +280,10 @@ def against_transformers(folder: Path, twin, inputs, states, output, *, against:
     """The fp32 twin's run (``states``, ``output``: already computed) against transformers'
     ``against`` path in ``dtype`` on ``device`` (annotate trace --diff)."""
     if against not in AGAINST:
-        raise UserError(f"--against: one of {', '.join(AGAINST)}, not {against!r} (to compare two checkpoints: annotate diff A B TEXT)")
+        raise UserError(t("--against: one of {choices}, not {against!r} (to compare two checkpoints: annotate diff A B TEXT)",
+                          choices=", ".join(AGAINST), against=against))
     if dtype not in DTYPES:
-        raise UserError(f"--dtype: one of {', '.join(DTYPES)}, not {dtype!r}")
+        raise UserError(t("--dtype: one of {choices}, not {dtype!r}", choices=", ".join(DTYPES), dtype=dtype))
     device = _device(device)
     head = models.head_of(twin) is not None
     a = twin_run(twin, inputs, "twin (fp32)")
@@ -295,9 +299,10 @@ def against_checkpoint(twin, other, inputs, states, output, *, label_a: str, lab
     diff), on the first one's token ids."""
     head = models.head_of(twin) is not None
     if type(other) is not type(twin):
-        raise UserError(f"the two checkpoints are not the same model: {type(twin).__name__} and {type(other).__name__}")
+        raise UserError(t("the two checkpoints are not the same model: {a} and {b}", a=type(twin).__name__, b=type(other).__name__))
     if int(inputs["input_ids"].max()) >= other.config.vocab_size:
-        raise UserError(f"the text's token ids reach {int(inputs['input_ids'].max())}; the second model's vocabulary has {other.config.vocab_size}")
+        raise UserError(t("the text's token ids reach {id}; the second model's vocabulary has {size}",
+                          id=int(inputs["input_ids"].max()), size=other.config.vocab_size))
     a = twin_run(twin, inputs, label_a)
     b = twin_run(other, inputs, label)
     sb, ob = b.states(None)

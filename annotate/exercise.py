@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from annotate.errors import UserError
+from annotate.i18n import t
 
 SKELETONS = Path(__file__).resolve().parent / "exercises"
 
@@ -61,7 +62,7 @@ def get(number: str | int) -> Exercise:
     for exercise in EXERCISES:
         if exercise.number == n:
             return exercise
-    raise UserError(f"no exercise {number!r}: they are 1 to {len(EXERCISES)} (annotate exercise list)")
+    raise UserError(t("no exercise {number!r}: they are 1 to {n} (annotate exercise list)", number=number, n=len(EXERCISES)))
 
 
 def listing() -> list[dict]:
@@ -77,10 +78,11 @@ def start(number: str | int, folder: str | Path) -> Path:
     exercise = get(number)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is not a folder")
+        raise UserError(t("{folder} is not a folder", folder=folder))
     target = folder / exercise.file
     if target.exists():
-        raise UserError(f"{target} is already there (your work?): check it with annotate exercise check {exercise.number} {folder}")
+        raise UserError(t("{target} is already there (your work?): check it with annotate exercise check {number} {folder}",
+                          target=target, number=exercise.number, folder=folder))
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(exercise.skeleton, target)
     return target
@@ -108,7 +110,8 @@ def check(number: str | int, folder: str | Path, model: str | None = None):
     exercise = get(number)
     path = Path(folder) / exercise.file
     if not path.is_file():
-        raise UserError(f"{path}: no such file; copy the exercise first: annotate exercise start {exercise.number} {folder}")
+        raise UserError(t("{path}: no such file; copy the exercise first: annotate exercise start {number} {folder}",
+                          path=path, number=exercise.number, folder=folder))
     kind = grader.kind_of(exercise.kind)
     if model is None and kind.default_model is None and kind.model_type == "gpt2":
         model = str(random_gpt2(Path(folder) / "gpt2-random"))
@@ -133,7 +136,6 @@ def render_listing(console) -> None:
     from rich.text import Text
 
     from annotate import i18n
-    from annotate.i18n import t
 
     chinese = i18n.current() == "zh-CN"  # the title in the view's language first, the other beside it
     grid = Table.grid(padding=(0, 2))
@@ -150,8 +152,6 @@ def render_listing(console) -> None:
 def render_unfinished(unfinished: Unfinished, console, folder: str | Path) -> None:
     """Which TODO is next, and where: the line, in both languages."""
     from rich.text import Text
-
-    from annotate.i18n import t
 
     e = unfinished.exercise
     console.print(Text(f"exercise {e.number} ({e.title}) is not finished:"), highlight=False)

@@ -758,9 +758,9 @@ def check_target(path: str | Path) -> Path:
     before it traces, so a typo costs no trace."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"--html: {str(path)!r} is a directory; give a file name, e.g. {str(path / 'trace.html')!r}")
+        raise UserError(t("--html: {path!r} is a directory; give a file name, e.g. {example!r}", path=str(path), example=str(path / "trace.html")))
     if not path.parent.is_dir():
-        raise UserError(f"--html: no directory {str(path.parent)!r}")
+        raise UserError(t("--html: no directory {folder!r}", folder=str(path.parent)))
     return path
 
 
@@ -771,7 +771,7 @@ def write(trace, path: str | Path, page=page) -> int:
     try:
         path.write_bytes(text)
     except OSError as e:
-        raise UserError(f"--html: could not write {str(path)!r}: {e.strerror or e}") from None
+        raise UserError(t("--html: could not write {path!r}: {reason}", path=str(path), reason=e.strerror or e)) from None
     return len(text)
 
 

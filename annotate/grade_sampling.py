@@ -21,6 +21,7 @@ import torch
 from annotate import grader, recorder
 from annotate.diagnosis import Diagnosis
 from annotate.errors import UserError
+from annotate.i18n import t
 
 
 def reference(scores: torch.Tensor, temperature: float, top_k: int, top_p: float, *, multiply: bool = False, k_shift: int = 0,
@@ -29,10 +30,10 @@ def reference(scores: torch.Tensor, temperature: float, top_k: int, top_p: float
     keywords make one mistake, for the diagnoses."""
     from reimpl.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    t = scores
+    tempered = scores
     if temperature != 1.0:
-        t = scores * temperature if multiply else TemperatureLogitsWarper(temperature)(scores)
-    k = TopKLogitsWarper(max(top_k + k_shift, 1))(t) if top_k else t
+        tempered = scores * temperature if multiply else TemperatureLogitsWarper(temperature)(scores)
+    k = TopKLogitsWarper(max(top_k + k_shift, 1))(tempered) if top_k else tempered
     p = k
     if top_p < 1.0:
         if drop_crossing:
@@ -42,7 +43,7 @@ def reference(scores: torch.Tensor, temperature: float, top_k: int, top_p: float
             p = k.masked_fill(TopPLogitsWarper(top_p)(unscaled) == -float("inf"), -float("inf"))
         else:
             p = TopPLogitsWarper(top_p)(k)
-    return {"temperature": t, "top_k": k, "top_p": p}
+    return {"temperature": tempered, "top_k": k, "top_p": p}
 
 
 def _top_p_dropping_the_crossing_token(scores: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -58,7 +59,7 @@ def check(target, kind, *, model: str | None, name: str) -> grader.Report:
     import transformers
 
     if not isinstance(target, type):
-        raise UserError("--as sampling grades a class: it is built once per setting, as CLASS(generation_config)")
+        raise UserError(t("--as sampling grades a class: it is built once per setting, as CLASS(generation_config)"))
     s = grader.setting(kind, model)
     scores = s.roles["scores"]  # (B, V), fp32
 
@@ -74,14 +75,14 @@ def check(target, kind, *, model: str | None, name: str) -> grader.Report:
                 try:
                     out = learner(scores.to(dtype or torch.float32).clone())
                 except Exception as e:
-                    error = grader.failed(e, target, name)
-                    error.args = (f"{error} (temperature={temperature}, top_k={top_k}, top_p={top_p})",)
-                    raise error from None
+                    raise grader.failed(e, target, name, lambda message: t(
+                        "{error} (temperature={temperature}, top_k={top_k}, top_p={top_p})",
+                        error=message, temperature=temperature, top_k=top_k, top_p=top_p)) from None
             found, unknown = grader.match_steps(events, kind)
             found[kind.output] = grader.output_of(out, s, name)
             if tuple(found[kind.output].shape) != tuple(scores.shape):
-                raise UserError(f"{name} returned a tensor of shape {grader._shape(found[kind.output].shape)}; the scores are "
-                                f"{grader._shape(scores.shape)} (B, V)")
+                raise UserError(t("{name} returned a tensor of shape {shape}; the scores are {expected} (B, V)",
+                                  name=name, shape=grader._shape(found[kind.output].shape), expected=grader._shape(scores.shape)))
             for step, value in found.items():
                 steps.setdefault(step, []).append(value)
             for n, why in unknown:
@@ -93,10 +94,13 @@ def check(target, kind, *, model: str | None, name: str) -> grader.Report:
     again = run(grader.SETTINGS, None)
     ref32, ref64 = both(scores, {})
     report, grading = grader.compare(s, None, name, raw32, raw64, again, ref32, ref64)
-    report.inputs = (f"the next-token scores (B, V) = {grader._shape(scores.shape)} after the {len(grader.TEXTS)} texts, under "
-                     + "; ".join(f"temperature {t}, top_k {k}, top_p {p}" for t, k, p in grader.SETTINGS))
+    shape, model = grader._shape(scores.shape), s.model
+    report.inputs = grader._words(lambda: t(
+        "the next-token scores (B, V) = {shape} after the {n} texts, under {settings}", shape=shape, n=len(grader.TEXTS),
+        settings=grader._joined([t("temperature {temperature}, top_k {top_k}, top_p {top_p}", temperature=temperature, top_k=top_k,
+                                   top_p=top_p) for temperature, top_k, top_p in grader.SETTINGS], semicolons=True)))
     report.layer = None
-    report.against = f"the twins of {kind.hf_class} (reimpl/generation.py), on {s.model}"
+    report.against = grader._words(lambda: t("the twins of {cls} (reimpl/generation.py), on {model}", cls=kind.hf_class, model=model))
     if grader._differs(grading):
         report.diagnosis = Diagnosis("not-deterministic",
                                      "Two runs on the same scores differ: return the filtered scores; the sampling itself "

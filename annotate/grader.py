@@ -41,6 +41,7 @@ import re
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -48,9 +49,10 @@ from unittest import mock
 import torch
 from torch import nn
 
-from annotate import align, models, recorder
+from annotate import align, i18n, models, recorder
 from annotate.compare import verdict as judge
 from annotate.errors import UserError
+from annotate.i18n import t
 from reimpl.registry import architecture_of
 
 TEXTS = ("The cat sat on the mat.", "Attention is all you need, said the paper, and the field listened.")
@@ -74,8 +76,37 @@ def kinds() -> dict[str, models.Graded]:
 def kind_of(name: str) -> models.Graded:
     found = kinds()
     if name not in found:
-        raise UserError(f"--as {name!r}: no such kind; one of {', '.join(found)} (annotate check --list says what each is)")
+        raise UserError(t("--as {name!r}: no such kind; one of {kinds} (annotate check --list says what each is)",
+                          name=name, kinds=", ".join(found)))
     return found[name]
+
+
+class Words(str):
+    """Prose of annotate's in a report (the input, a note, why a step was not compared): the
+    English as the str itself (the report's data: --json, tests), ``view()`` in the view's language."""
+
+    view: Callable[[], str]
+
+
+def _words(say: Callable[[], str]) -> Words:
+    """``say()`` (which calls t()) as Words: its English now, and ``say`` for the view."""
+    with i18n.using("en"):
+        words = Words(say())
+    words.view = say
+    return words
+
+
+def _in_view(text: str | None) -> str | None:
+    """Words in the view's language; any other text (the learner's, a name) as it is."""
+    return text.view() if isinstance(text, Words) else text
+
+
+def _joined(items: list[str], semicolons: bool = False) -> str:
+    """``a, b, c`` (``a; b; c``) in the view's language."""
+    out = items[0] if items else ""
+    for item in items[1:]:
+        out = t("{items}; {item}", items=out, item=item) if semicolons else t("{items}, {item}", items=out, item=item)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,11 +119,11 @@ def load_target(target: str) -> tuple[type, dict | None, str]:
     path_text, sep, name = target.partition("::")
     path = Path(path_text)
     if not path.is_file():
-        raise UserError(f"{path_text}: no such file (give FILE.py::CLASS)")
+        raise UserError(t("{path}: no such file (give FILE.py::CLASS)", path=path_text))
     module_name = f"annotate_check_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise UserError(f"{path_text}: not a Python file")
+        raise UserError(t("{path}: not a Python file", path=path_text))
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.resolve().parent))  # so that it can import its neighbours
     sys.modules[module_name] = module
@@ -101,29 +132,36 @@ def load_target(target: str) -> tuple[type, dict | None, str]:
     except SyntaxError as e:
         raise UserError(f"{path_text}:{e.lineno}: SyntaxError: {e.msg}") from None
     except Exception as e:
-        raise UserError(f"importing {path_text} raised {_raised(e, path)}") from None
+        raise UserError(t("importing {path} raised {error}", path=path_text, error=_raised(e, path))) from None
     finally:
         sys.path.remove(str(path.resolve().parent))
     classes = {k: v for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name}
     if not sep:
         candidates = [k for k, v in classes.items() if issubclass(v, nn.Module)] or list(classes)
+        if not candidates:
+            raise UserError(t("{path}: name the class to grade, FILE.py::CLASS (it defines no class)", path=path_text))
         if len(candidates) != 1:
-            raise UserError(f"{path_text}: name the class to grade, FILE.py::CLASS (it defines {', '.join(candidates) or 'no class'})")
+            raise UserError(t("{path}: name the class to grade, FILE.py::CLASS (it defines {classes})",
+                              path=path_text, classes=", ".join(candidates)))
         name = candidates[0]
     if name not in classes:
-        raise UserError(f"{path_text} has no class {name!r}" + (f" (it defines {', '.join(classes)})" if classes else ""))
+        if classes:
+            raise UserError(t("{path} has no class {name!r} (it defines {classes})", path=path_text, name=name, classes=", ".join(classes)))
+        raise UserError(t("{path} has no class {name!r}", path=path_text, name=name))
     weights = getattr(module, "WEIGHTS", None)
     if weights is not None and not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in weights.items())):
-        raise UserError(f"{path_text}: WEIGHTS must be a dict of str to str (your name -> transformers' name)")
+        raise UserError(t("{path}: WEIGHTS must be a dict of str to str (your name -> transformers' name)", path=path_text))
     return classes[name], weights, f"{path_text}::{name}"
 
 
 def _raised(e: BaseException, path: Path | None = None) -> str:
     """``TypeError: message (file.py:12, in forward)``: the exception and the innermost line of the learner's file."""
     frame = _frame(e, path, skip=("todo",)) or _frame(e, path)  # an exercise's todo(): the line that calls it
-    where = f" ({Path(frame.filename).name}:{frame.lineno}, in {frame.name})" if frame else ""
     message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}{': ' + message if message else ''}{where}"
+    error = f"{type(e).__name__}: {message}" if message else type(e).__name__  # as Python says it
+    if frame is None:
+        return error
+    return t("{error} ({file}:{line}, in {function})", error=error, file=Path(frame.filename).name, line=frame.lineno, function=frame.name)
 
 
 def _frame(e: BaseException, path: Path | None = None, skip: tuple[str, ...] = ()):
@@ -142,16 +180,26 @@ class Unfinished(UserError):
         self.where, self.todo = where, todo
 
 
-def failed(e: BaseException, obj, what: str) -> UserError:
+def failed(e: BaseException, obj, what: str, around: Callable[[str], str] | None = None) -> UserError:
     """The UserError for the learner's code raising ``e`` (``what``: "MyAttention.forward");
-    Unfinished for a NotImplementedError (a TODO)."""
+    Unfinished for a NotImplementedError (a TODO). ``around(message)``: the message with what
+    was being run said around it. The error's ``words``: its message as Words (a report's note
+    quotes it, in English in the data)."""
     path = _file_of(obj)
-    text = f"{what} raised {_raised(e, path)}"
+
+    def say() -> str:
+        message = t("{what} raised {error}", what=what, error=_raised(e, path))
+        return around(message) if around else message
+
+    words = _words(say)
     if isinstance(e, NotImplementedError):
         frame = _frame(e, path, skip=("todo",))
         where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else what
-        return Unfinished(text, where, str(e).strip() or "NotImplementedError")
-    return UserError(text)
+        error = Unfinished(words.view(), where, str(e).strip() or "NotImplementedError")
+    else:
+        error = UserError(words.view())
+    error.words = words
+    return error
 
 
 def _ours(filename: str) -> bool:
@@ -234,19 +282,53 @@ class Setting:
         return self.source_tokens if layout == "memory" and self.source_tokens is not None else self.tokens
 
     def describe(self) -> str:
-        if self.seq2seq == "target":
-            return (f"{self._padded(self.source_ids, self.source_mask, 'source')}, run through the encoder (the memory); "
-                    f"their translations, fed to the decoder under teacher forcing: {self._padded(self.ids, self.mask, 'target')}")
-        what = "source" if self.seq2seq == "source" else "text"
-        fed = ", fed one token at a time" if self.kind.incremental else ""
-        return self._padded(self.ids, self.mask, what) + fed
+        """The input in English: "2 texts, 11 tokens each (text 1: 3 padding tokens at the start)"."""
+        return str(self.described())
 
-    def _padded(self, ids: torch.Tensor, mask: torch.Tensor, what: str) -> str:
-        B, T = ids.shape
-        pads = [int((mask[b] == 0).sum()) for b in range(B)]
+    def described(self) -> Words:
+        """The input in words, ``describe``'s English and ``view()`` in the view's language (from
+        the counts, not the tensors: a report does not hold on to them)."""
         side = "start" if self.padding_side == "left" else "end"
-        padded = ", ".join(f"{what} {b + 1}: {n} padding tokens at the {side}" for b, n in enumerate(pads) if n)
-        return f"{B} {what}s, {T} tokens each" + (f" ({padded})" if padded else "")
+        batch = _counted(self.mask)
+        if self.seq2seq == "target":
+            source = _counted(self.source_mask)
+            return _words(lambda: t("{source}, run through the encoder (the memory); their translations, fed to the decoder "
+                                    "under teacher forcing: {target}",
+                                    source=_padded(source, "source", side), target=_padded(batch, "target", side)))
+        what = "source" if self.seq2seq == "source" else "text"
+        if self.kind.incremental:
+            return _words(lambda: t("{inputs}, fed one token at a time", inputs=_padded(batch, what, side)))
+        return _words(lambda: _padded(batch, what, side))
+
+
+def _counted(mask: torch.Tensor) -> tuple[int, list[int]]:
+    """(T, the padding tokens of each row) of a (B, T) mask."""
+    return mask.shape[1], [int((row == 0).sum()) for row in mask]
+
+
+def _padded(batch: tuple[int, list[int]], what: str, side: str) -> str:
+    """``2 texts, 11 tokens each (text 1: 3 padding tokens at the start)``, in the view's language;
+    ``what``: text, source or target; ``side``: where the padding is, start or end."""
+    T, pads = batch
+    rows = []
+    for row, n in enumerate(pads, 1):
+        if n:
+            rows.append({
+                ("text", "start"): t("text {row}: {n} padding tokens at the start", row=row, n=n),
+                ("text", "end"): t("text {row}: {n} padding tokens at the end", row=row, n=n),
+                ("source", "start"): t("source {row}: {n} padding tokens at the start", row=row, n=n),
+                ("source", "end"): t("source {row}: {n} padding tokens at the end", row=row, n=n),
+                ("target", "start"): t("target {row}: {n} padding tokens at the start", row=row, n=n),
+                ("target", "end"): t("target {row}: {n} padding tokens at the end", row=row, n=n),
+            }[what, side])
+    B, padded = len(pads), _joined(rows)
+    if not rows:
+        return {"text": t("{n} texts, {length} tokens each", n=B, length=T),
+                "source": t("{n} sources, {length} tokens each", n=B, length=T),
+                "target": t("{n} targets, {length} tokens each", n=B, length=T)}[what]
+    return {"text": t("{n} texts, {length} tokens each ({padded})", n=B, length=T, padded=padded),
+            "source": t("{n} sources, {length} tokens each ({padded})", n=B, length=T, padded=padded),
+            "target": t("{n} targets, {length} tokens each ({padded})", n=B, length=T, padded=padded)}[what]
 
 
 def setting(kind: models.Graded, model: str | None, layer: int = 0) -> Setting:
@@ -256,14 +338,16 @@ def setting(kind: models.Graded, model: str | None, layer: int = 0) -> Setting:
         if model is None and kind.kind == "sampling":
             model = _sampling_default()
         if model is None:
-            raise UserError(f"--as {kind.kind} needs --model: a {kind.model_type} checkpoint (a directory, a hub id, or a packaged model)")
+            raise UserError(t("--as {kind} needs --model: a {model_type} checkpoint (a directory, a hub id, or a packaged model)",
+                              kind=kind.kind, model_type=kind.model_type))
     twin, folder, tokenizer, config = _load(str(Path(model).resolve()) if Path(model).exists() else model)
     model_type = twin.config.model_type
     if kind.kind == "sampling":
         if not hasattr(twin, "generate") or architecture_of(twin).encoder:
-            raise UserError(f"--as sampling needs a causal language model; {model} is a {type(twin).__name__}")
+            raise UserError(t("--as sampling needs a causal language model; {model} is a {cls}", model=model, cls=type(twin).__name__))
     elif model_type != kind.model_type:
-        raise UserError(f"--as {kind.kind} grades a module of a {kind.model_type} model; {model} is a {model_type} model")
+        raise UserError(t("--as {kind} grades a module of a {model_type} model; {model} is a {its_type} model",
+                          kind=kind.kind, model_type=kind.model_type, model=model, its_type=model_type))
     causal = kind.causal or kind.kind == "sampling"
     encoder = architecture_of(twin).encoder if kind.kind != "sampling" else None  # an encoder-decoder: its encoder's layers
     # left: a causal model's padding can only show there; an encoder-decoder's target counts its positions from 0 on the left
@@ -292,7 +376,8 @@ def setting(kind: models.Graded, model: str | None, layer: int = 0) -> Setting:
             try:
                 module = twin.base_model.get_submodule(where)
             except AttributeError:
-                raise UserError(f"--layer {layer}: {model} has no {where} ({_layers(twin, kind.where)})") from None
+                raise UserError(t("--layer {layer}: {model} has no {where} ({layers})", layer=layer, model=model, where=where,
+                                  layers=_layers(twin, kind.where))) from None
             caught = {}
 
             def catch(_, args, kwargs):
@@ -333,7 +418,7 @@ def teacher_forced(tokenizer, config, kind: models.Graded) -> tuple[torch.Tensor
     targets shifted right one place (as the twins' shift_tokens_right), and its (B, T) mask, 1 at
     the positions whose next token is a real one of the target (the start token's included)."""
     if not kind.targets:
-        raise UserError(f"--as {kind.kind}: an encoder-decoder's kind needs its targets (Graded.targets)")
+        raise UserError(t("--as {kind}: an encoder-decoder's kind needs its targets (Graded.targets)", kind=kind.kind))
     labels = tokenizer(text_target=list(kind.targets), padding=True, return_tensors="pt")
     ids, mask = labels["input_ids"], labels["attention_mask"]
     start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
@@ -344,7 +429,7 @@ def teacher_forced(tokenizer, config, kind: models.Graded) -> tuple[torch.Tensor
 def _layers(twin, where: str) -> str:
     container = where.partition(".{layer}")[0]
     n = len(twin.base_model.get_submodule(container))
-    return f"its layers are 0 to {n - 1}"
+    return t("its layers are 0 to {last}", last=n - 1)
 
 
 def _causal_default() -> str | None:
@@ -464,16 +549,16 @@ def cache_twin_states(s: Setting, dtype, *, edit=None, roles=None) -> dict[str, 
     roles = roles or {}
     x = convert(s.roles["x"], dtype)
     keep = s.keep
-    sees = roles.get("keep_step") or (lambda t: keep[:, :, t:t + 1, :t + 1])
+    sees = roles.get("keep_step") or (lambda i: keep[:, :, i:i + 1, :i + 1])
     fresh = roles.get("fresh", False)  # each token alone: the cache never read
     cache, outputs = KVCache(), []
     T = x.shape[1]
     with torch.no_grad(), recording(), (float64_throughout() if dtype == torch.float64 else contextlib.nullcontext()):
-        for t in range(T):
+        for i in range(T):
             if fresh:
-                out, _ = module(x[:, t:t + 1], additive(torch.ones(x.shape[0], 1, 1, 1, dtype=torch.bool), x.dtype), None)
+                out, _ = module(x[:, i:i + 1], additive(torch.ones(x.shape[0], 1, 1, 1, dtype=torch.bool), x.dtype), None)
             else:
-                out, _ = module(x[:, t:t + 1], additive(sees(t), x.dtype), cache)
+                out, _ = module(x[:, i:i + 1], additive(sees(i), x.dtype), cache)
             outputs.append(out)
     states = {"c_proj": torch.cat(outputs, dim=1)}
     if not fresh:
@@ -517,20 +602,29 @@ def give_weights(module: nn.Module, s: Setting, mapping: dict[str, str] | None, 
     params = dict(module.named_parameters())
     for key in mapping:
         if key not in params:
-            raise UserError(f"WEIGHTS maps {key!r}, which is no parameter of {name} (its parameters: {_listed(params)})")
+            raise UserError(t("WEIGHTS maps {key!r}, which is no parameter of {name} (its parameters: {params})",
+                              key=key, name=name, params=_listed(params)))
     used = set()
     for key, param in params.items():
         spec = mapping.get(key, key)
         value = weight(spec, state)
+        cls = s.kind.hf_class
         if value is None:
-            hint = f"map it: WEIGHTS = {{{key!r}: 'transformers.name'}}" if key not in mapping else "WEIGHTS maps it to a name that is not there"
-            raise UserError(f"{name}'s weight {key!r}: {s.kind.hf_class} has no weight {spec!r} (its weights: {_listed(state)}); {hint}")
+            missing = dict(name=name, key=key, cls=cls, spec=spec, weights=_listed(state))
+            if key in mapping:
+                raise UserError(t("{name}'s weight {key!r}: {cls} has no weight {spec!r} (its weights: {weights}); "
+                                  "WEIGHTS maps it to a name that is not there", **missing))
+            raise UserError(t("{name}'s weight {key!r}: {cls} has no weight {spec!r} (its weights: {weights}); "
+                              "map it: WEIGHTS = {{{key!r}: 'transformers.name'}}", **missing))
         if tuple(value.shape) != tuple(param.shape):
-            hint = ""
-            if value.dim() == 2 and tuple(value.shape[::-1]) == tuple(param.shape):
-                hint = f" (the transpose: {s.kind.hf_class}'s {spec} is stored (in, out)" if "c_" in spec else " (the transpose"
-                hint += f"; map it as {spec + '.T'!r} in WEIGHTS)"
-            raise UserError(f"{name}'s weight {key!r} is {_shape(param.shape)}; {s.kind.hf_class}'s {spec} is {_shape(value.shape)}{hint}")
+            shapes = dict(name=name, key=key, shape=_shape(param.shape), cls=cls, spec=spec, expected=_shape(value.shape))
+            if not (value.dim() == 2 and tuple(value.shape[::-1]) == tuple(param.shape)):
+                raise UserError(t("{name}'s weight {key!r} is {shape}; {cls}'s {spec} is {expected}", **shapes))
+            if "c_" in spec:  # GPT-2's Conv1D
+                raise UserError(t("{name}'s weight {key!r} is {shape}; {cls}'s {spec} is {expected} (the transpose: {cls}'s {spec} "
+                                  "is stored (in, out); map it as {fix!r} in WEIGHTS)", fix=spec + ".T", **shapes))
+            raise UserError(t("{name}'s weight {key!r} is {shape}; {cls}'s {spec} is {expected} (the transpose; map it as {fix!r} "
+                              "in WEIGHTS)", fix=spec + ".T", **shapes))
         with torch.no_grad():
             param.copy_(value.to(param.dtype))
         used.add(_SPEC.match(spec.strip())["name"])
@@ -539,7 +633,9 @@ def give_weights(module: nn.Module, s: Setting, mapping: dict[str, str] | None, 
 
 def _listed(names, limit: int = 12) -> str:
     names = list(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    if len(names) > limit:
+        return t("{names}, ... ({n} in all)", names=", ".join(names[:limit]), n=len(names))
+    return ", ".join(names)
 
 
 def _shape(shape) -> str:
@@ -556,7 +652,7 @@ def build(target, s: Setting, mapping: dict | None, name: str) -> tuple[nn.Modul
     else:
         module = copy.deepcopy(target)
     if not isinstance(module, nn.Module):
-        raise UserError(f"{name} is not a torch.nn.Module")
+        raise UserError(t("{name} is not a torch.nn.Module", name=name))
     unused = give_weights(module, s, mapping, name)
     return module.float().eval(), unused
 
@@ -583,10 +679,9 @@ def run_learner(module, s: Setting, dtype: torch.dtype | None, name: str) -> dic
         try:
             out = module(*learner_args(s, dtype))
         except Exception as e:
-            error = failed(e, module, f"{name}.forward")
-            if isinstance(e, TypeError):
-                error.args = (f"{error}; --as {s.kind.kind} calls forward({', '.join(s.kind.args)})",)
-            raise error from None
+            calls = (lambda message: t("{error}; --as {kind} calls forward({args})", error=message, kind=s.kind.kind,
+                                       args=", ".join(s.kind.args))) if isinstance(e, TypeError) else None
+            raise failed(e, module, f"{name}.forward", calls) from None
     found, unknown = match_steps(steps, s.kind)
     found[s.kind.output] = output_of(out, s, name)
     found.update({f"?{n}": why for n, why in unknown})  # "?name": not a step (compare() lists them)
@@ -597,7 +692,8 @@ def output_of(out, s: Setting, name: str) -> torch.Tensor:
     if isinstance(out, (tuple, list)) and out:
         out = out[0]
     if not isinstance(out, torch.Tensor):
-        raise UserError(f"{name}.forward returned a {type(out).__name__}; --as {s.kind.kind} expects a tensor: {s.kind.returns}")
+        raise UserError(t("{name}.forward returned a {type}; --as {kind} expects a tensor: {returns}",
+                          name=name, type=type(out).__name__, kind=s.kind.kind, returns=s.kind.returns))
     return out
 
 
@@ -608,22 +704,23 @@ def run_learner_cache(module, s: Setting, dtype, name: str) -> dict[str, torch.T
     x = convert(s.roles["x"], dtype)
     past, outputs = None, []
     with recorder.recording(), torch.no_grad(), (float64_throughout() if dtype == torch.float64 else contextlib.nullcontext()):
-        for t in range(x.shape[1]):
+        for i in range(x.shape[1]):
             try:
-                out = module(x[:, t:t + 1], s.mask[:, :t + 1], past)
+                out = module(x[:, i:i + 1], s.mask[:, :i + 1], past)
             except Exception as e:
-                error = failed(e, module, f"{name}.forward")
-                error.args = (f"{error} at token {t} (with {t} cached)",)
-                raise error from None
+                raise failed(e, module, f"{name}.forward",
+                             lambda message: t("{error} at token {i} (with {i} cached)", error=message, i=i)) from None
             if not (isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], (tuple, list)) and len(out[1]) == 2
                     and all(isinstance(v, torch.Tensor) for v in (out[0], *out[1]))):
-                raise UserError(f"{name}.forward returned {type(out).__name__}; --as gpt2-cache expects (output, (key, value)): {s.kind.returns}")
+                raise UserError(t("{name}.forward returned {type}; --as gpt2-cache expects (output, (key, value)): {returns}",
+                                  name=name, type=type(out).__name__, returns=s.kind.returns))
             outputs.append(out[0])
             past = tuple(out[1])
     shapes = {_shape(o.shape) for o in outputs}
     B, _, C = x.shape
     if any(tuple(o.shape) != (B, 1, C) for o in outputs):
-        raise UserError(f"{name}.forward returned outputs of shape {', '.join(sorted(shapes))}; one token's is (B, 1, C) = {_shape((B, 1, C))}")
+        raise UserError(t("{name}.forward returned outputs of shape {shapes}; one token's is (B, 1, C) = {shape}",
+                          name=name, shapes=", ".join(sorted(shapes)), shape=_shape((B, 1, C))))
     return {"c_proj": torch.cat(outputs, dim=1), "key": past[0], "value": past[1]}
 
 
@@ -631,35 +728,40 @@ def run_learner_cache(module, s: Setting, dtype, name: str) -> dict[str, torch.T
 # Comparing.
 
 
-def fit(layout: str, x, like: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:
+def fit(layout: str, x, like: torch.Tensor) -> tuple[torch.Tensor | None, Words | None]:
     """The learner's value in the twin's layout, and a note if it was recorded in another one;
     (None, why) when it fits none."""
     if not isinstance(x, torch.Tensor):
-        return None, f"recorded a {type(x).__name__}, not a tensor"
+        recorded = type(x).__name__
+        return None, _words(lambda: t("recorded a {type}, not a tensor", type=recorded))
     if tuple(x.shape) == tuple(like.shape):
         return x, None
-    shown = _shape(x.shape)
+    shown, expected = _shape(x.shape), _shape(like.shape)
     if like.dim() == 4:
         B, h, T, d = like.shape
         if layout == "heads":
             if tuple(x.shape) == (B, T, h * d):
-                return x.reshape(B, T, h, d).transpose(1, 2), f"recorded as (B, T, C) {shown}: compared split into {h} heads"
+                return x.reshape(B, T, h, d).transpose(1, 2), _words(lambda: t("recorded as (B, T, C) {shape}: compared split into {h} heads",
+                                                                               shape=shown, h=h))
             if tuple(x.shape) == (B, T, h, d):
-                return x.transpose(1, 2), f"recorded as (B, T, heads, d) {shown}: compared as (B, heads, T, d)"
+                return x.transpose(1, 2), _words(lambda: t("recorded as (B, T, heads, d) {shape}: compared as (B, heads, T, d)", shape=shown))
         if tuple(x.shape) == (B * h, T, d):
-            return x.reshape(B, h, T, d), f"recorded with the heads in the batch {shown}: compared as {_shape(like.shape)}"
+            return x.reshape(B, h, T, d), _words(lambda: t("recorded with the heads in the batch {shape}: compared as {expected}",
+                                                           shape=shown, expected=expected))
     if like.dim() == 3 and x.dim() == 4:
         B, T, C = like.shape
         if x.shape[0] == B and x.shape[2] == T and x.shape[1] * x.shape[3] == C:
-            return x.transpose(1, 2).reshape(B, T, C), f"recorded split into heads {shown}: compared merged, (B, T, C)"
+            return x.transpose(1, 2).reshape(B, T, C), _words(lambda: t("recorded split into heads {shape}: compared merged, (B, T, C)",
+                                                                        shape=shown))
         if x.shape[0] == B and x.shape[1] == T and x.shape[2] * x.shape[3] == C:
-            return x.reshape(B, T, C), f"recorded as (B, T, heads, d) {shown}: compared as (B, T, C)"
+            return x.reshape(B, T, C), _words(lambda: t("recorded as (B, T, heads, d) {shape}: compared as (B, T, C)", shape=shown))
     if layout == "positions":
         try:
-            return x.expand_as(like), f"recorded as {shown}: compared broadcast over the batch"
+            return x.expand_as(like), _words(lambda: t("recorded as {shape}: compared broadcast over the batch", shape=shown))
         except RuntimeError:
             pass
-    return None, f"recorded as {shown}, which fits no layout of this step (transformers': {_shape(like.shape)})"
+    return None, _words(lambda: t("recorded as {shape}, which fits no layout of this step (transformers': {expected})",
+                                  shape=shown, expected=expected))
 
 
 def select(layout: str, value: torch.Tensor, s: Setting, match: bool = False, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -714,7 +816,7 @@ class StepResult:
         if d is not None and not math.isfinite(d):
             out["nonfinite"] = True  # NaN or infinity where transformers has a number
         if self.note:
-            out["note"] = self.note
+            out["note"] = str(self.note)
         return out
 
 
@@ -730,13 +832,17 @@ def match_steps(events, kind: models.Graded) -> tuple[dict[str, Any], list[tuple
         else:
             candidates = [i for i, st in enumerate(steps) if st.endswith("." + name)]
             if not candidates:
-                unknown.append((name, f"not a step of {kind.kind} ({', '.join(kind.steps)})"))
+                unknown.append((name, _not_a_step(kind)))
                 continue
             later = [i for i in candidates if i >= at and steps[i] not in found]
             step = steps[later[0] if later else next((i for i in candidates if steps[i] not in found), candidates[-1])]
         found[step] = value
         at = steps.index(step) + 1
     return found, list(dict.fromkeys(unknown))
+
+
+def _not_a_step(kind: models.Graded) -> Words:
+    return _words(lambda: t("not a step of {kind} ({steps})", kind=kind.kind, steps=", ".join(kind.steps)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -756,7 +862,7 @@ class Report:
     model: str
     layer: int | None
     learner: str
-    inputs: str
+    inputs: str  # Words (English; view() in the view's language), as are annotate's notes, step notes and reasons
     steps: list[StepResult]
     not_recorded: list[str]
     not_compared: list[tuple[str, str]]
@@ -777,10 +883,10 @@ class Report:
     def to_dict(self) -> dict:
         return {
             "kind": self.kind, "class": self.hf_class, "model": self.model, "layer": self.layer, "learner": self.learner,
-            "inputs": self.inputs, "verdict": self.verdict, "steps": [s.to_dict() for s in self.steps],
+            "inputs": str(self.inputs), "verdict": self.verdict, "steps": [s.to_dict() for s in self.steps],
             "first_math": self.first_math, "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
-            "not_recorded": self.not_recorded, "not_compared": [{"name": n, "reason": r} for n, r in self.not_compared],
-            "notes": self.notes,
+            "not_recorded": self.not_recorded, "not_compared": [{"name": n, "reason": str(r)} for n, r in self.not_compared],
+            "notes": [str(note) for note in self.notes],
         }
 
     def to_json(self) -> str:
@@ -791,10 +897,8 @@ class Report:
 
     def title(self) -> str:
         """What the learner's module is graded against, in the view's language."""
-        from annotate.i18n import t
-
         if self.against:
-            return self.against
+            return _in_view(self.against)
         if self.layer is not None:
             return t("{cls}, layer {layer} of {model}", cls=self.hf_class, layer=self.layer, model=self.model)
         return t("{cls} of {model}", cls=self.hf_class, model=self.model)
@@ -805,14 +909,13 @@ class Report:
         from rich.table import Table
         from rich.text import Text
 
-        from annotate import i18n
-        from annotate.i18n import t
-
         file, _, cls = self.learner.rpartition("::")
-        console.print(Text.assemble(*_filled(t("{learner}{file} as {kind}"), learner=Text(cls or self.learner, style="bold"),
-                                             file=Text(f" ({file})" if file else ""), kind=Text(self.kind, style="bold"))), highlight=False)
-        console.print(Text(t("against {what}", what=self.title())), highlight=False)
-        console.print(Text(t("input: {inputs}", inputs=self.inputs), style="dim"), highlight=False)
+        head = [Text.assemble(*_filled(t("{learner}{file} as {kind}"), learner=Text(cls or self.learner, style="bold"),
+                                       file=Text(f" ({file})" if file else ""), kind=Text(self.kind, style="bold"))),
+                Text(t("against {what}", what=self.title())),
+                Text(t("input: {inputs}", inputs=_in_view(self.inputs)), style="dim")]
+        for line in head:  # wrapped as the grid's text is: between Chinese characters too, not only at spaces
+            console.print(_wrapped(line, console.width), highlight=False)
         console.print()
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
         table.add_column(t("step"), overflow="fold")
@@ -824,12 +927,12 @@ class Report:
             mark = Text(t("← first math step"), style="bold red") if step.name == self.first_math else Text("")
             table.add_row(Text(step.name), Text(step.verdict or "—", style=VERDICT_STYLE[step.verdict]), d, mark)
         console.print(table)
-        rows = [(step.name, step.note, "dim") for step in self.steps if step.note]
+        rows = [(step.name, _in_view(step.note), "dim") for step in self.steps if step.note]
         if self.not_recorded:
             rows.append((t("not recorded"), t("{steps} (annotate.record(name, tensor) in your forward compares a step, so that a "
                                              "difference shows where it starts)", steps=", ".join(self.not_recorded)), "dim"))
-        rows += [(t("not compared"), f"{name}: {why}", "yellow") for name, why in self.not_compared]
-        rows += [(t("note"), note, "dim") for note in self.notes]
+        rows += [(t("not compared"), t("{name}: {why}", name=name, why=_in_view(why)), "yellow") for name, why in self.not_compared]
+        rows += [(t("note"), _in_view(note), "dim") for note in self.notes]
         if rows:
             console.print()
             _grid(console, rows)
@@ -897,9 +1000,15 @@ def _grid(console, rows, label_style: str = "dim") -> None:
     grid.add_column(no_wrap=True)
     for label, text, style in rows:
         text = text if isinstance(text, Text) else Text(text, style=style)
-        lines = Text("\n").join(text[a:b] for a, b in _wrap(text.plain, width))
-        grid.add_row(label, lines)
+        grid.add_row(label, _wrapped(text, width))
     console.print(grid)
+
+
+def _wrapped(text, width: int):
+    """A rich Text broken into lines of ``width`` cells by ``_wrap``."""
+    from rich.text import Text
+
+    return Text("\n").join(text[a:b] for a, b in _wrap(text.plain, width))
 
 
 _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
@@ -1001,19 +1110,21 @@ def check(target, kind: str, *, model: str | None = None, layer: int = 0, weight
         raise
     except UserError as e:
         raw64 = None
-        notes.append(f"your module could not run in float64 ({e}); rounding is told from math by a tolerance of "
-                     f"{FALLBACK_TOLERANCE:g} of each step's scale instead")
+        why = getattr(e, "words", str(e))
+        notes.append(_words(lambda: t("your module could not run in float64 ({error}); rounding is told from math by a tolerance "
+                                      "of {tolerance:g} of each step's scale instead", error=_in_view(why), tolerance=FALLBACK_TOLERANCE)))
     again = run_learner(learner, s, None, name)
     out = raw32[g.output]
     if tuple(out.shape) != tuple(ref32[g.output].shape):
         fitted, _ = fit(g.layouts.get(g.output, "tokens"), out, ref32[g.output])
         if fitted is None:
-            raise UserError(f"{name}.forward returned a tensor of shape {_shape(out.shape)}; {g.kind} returns "
-                            f"{_shape(ref32[g.output].shape)}: {g.returns}")
+            raise UserError(t("{name}.forward returned a tensor of shape {shape}; {kind} returns {expected}: {returns}",
+                              name=name, shape=_shape(out.shape), kind=g.kind, expected=_shape(ref32[g.output].shape), returns=g.returns))
     report, grading = compare(s, learner, name, raw32, raw64, again, ref32, ref64)
     report.notes = notes + report.notes
     if unused:
-        report.notes.append(f"{len(unused)} of {g.hf_class}'s weights went into no parameter of yours: {_listed(unused)}")
+        report.notes.append(_words(lambda: t("{n} of {cls}'s weights went into no parameter of yours: {weights}",
+                                             n=len(unused), cls=g.hf_class, weights=_listed(unused))))
     if report.first_math is not None or _differs(grading):
         from annotate import diagnosis
 
@@ -1036,7 +1147,7 @@ def compare(s: Setting, learner, name: str, raw32, raw64, again, ref32, ref64) -
             continue
         step = recorded
         if step not in ref32:
-            not_compared.append((recorded, f"the twin records no {recorded} here"))
+            not_compared.append((recorded, _not_in_twin(recorded)))
             continue
         layout = g.layouts.get(step, "tokens")
         a32, note = fit(layout, value, ref32[step])
@@ -1062,9 +1173,13 @@ def compare(s: Setting, learner, name: str, raw32, raw64, again, ref32, ref64) -
     first = next((r.name for r in ordered if r.verdict == "math"), None)
     not_recorded = [step for step in g.steps if step not in results]
     layer = s.layer
-    report = Report(g.kind, g.hf_class, s.model, layer, name, s.describe(), ordered, not_recorded, not_compared, first, None, notes)
+    report = Report(g.kind, g.hf_class, s.model, layer, name, s.described(), ordered, not_recorded, not_compared, first, None, notes)
     grading = Grading(s, learner, name, mine32, mine64 if raw64 is not None else None, ref32, ref64, mine_again)
     return report, grading
+
+
+def _not_in_twin(step: str) -> Words:
+    return _words(lambda: t("the twin records no {step} here", step=step))
 
 
 def check_file(target: str, kind: str, *, model: str | None = None, layer: int = 0) -> Report:
@@ -1080,25 +1195,33 @@ def listing() -> list[dict]:
     for g in kinds().values():
         out.append({
             "kind": g.kind, "class": g.hf_class, "forward": f"forward({', '.join(g.args)})",
-            "model": g.default_model or (f"--model (a {g.model_type} checkpoint)" if g.model_type else
-                                         f"{_causal_default()} when installed, else --model (a causal LM checkpoint)"),
-            "inputs": [f"{role}: {models.ROLES.get(role, 'the next-token scores (B, V) of a real model')}" for role in g.args],
+            "model": g.default_model or _checkpoint_of(g.model_type),
+            "inputs": [f"{role}: {models.ROLES[role]}" if role in models.ROLES else _scores_input(role) for role in g.args],
             "returns": g.returns, "steps": list(g.steps),
         })
     return out
+
+
+def _checkpoint_of(model_type: str) -> Words:
+    if model_type:
+        return _words(lambda: t("--model (a {model_type} checkpoint)", model_type=model_type))
+    default = _causal_default()
+    return _words(lambda: t("{model} when installed, else --model (a causal LM checkpoint)", model=default))
+
+
+def _scores_input(role: str) -> Words:
+    return _words(lambda: t("{role}: the next-token scores (B, V) of a real model", role=role))
 
 
 def render_listing(console) -> None:
     """``annotate check --list``: each kind, what its forward takes and returns, its step names."""
     from rich.text import Text
 
-    from annotate.i18n import t
-
     for i, entry in enumerate(listing()):
         if i:
             console.print()
         console.print(Text(entry["kind"], style="bold") + Text(f"  {entry['class']}"), highlight=False)
-        rows = [(t("model"), entry["model"], ""), (t("call"), entry["forward"], "")]
-        rows += [(t("in") if j == 0 else "", line, "") for j, line in enumerate(entry["inputs"])]
+        rows = [(t("model"), _in_view(entry["model"]), ""), (t("call"), entry["forward"], "")]
+        rows += [(t("in") if j == 0 else "", _in_view(line), "") for j, line in enumerate(entry["inputs"])]
         rows += [(t("out"), entry["returns"], ""), (t("steps"), ", ".join(entry["steps"]), "cyan")]
         _grid(console, rows)

@@ -29,6 +29,7 @@ import torch
 
 from annotate import models
 from annotate.errors import UserError
+from annotate.i18n import t
 from reimpl import registry
 from reimpl.states import recording
 
@@ -58,17 +59,19 @@ def _one_token(tokenizer, word: str) -> int:
         if len(ids) == 1:
             return ids[0]
     ids, tokens = pieces[-1]
-    raise UserError(f"--target {word!r} is {len(ids)} tokens ({' '.join(tokens)}); it must be one token of the vocabulary")
+    raise UserError(t("--target {word!r} is {n} tokens ({tokens}); it must be one token of the vocabulary",
+                      word=word, n=len(ids), tokens=" ".join(tokens)))
 
 
-def _label_id(names: dict[int, str], given: str, what: str) -> int:
+def _label_id(names: dict[int, str], given: str) -> int:
     """A label by its name (config.id2label's) or its number."""
     for id, name in names.items():
         if name == given:
             return id
     if given.isdigit() and int(given) in names:
         return int(given)
-    raise UserError(f"--label {given!r} is not one of this {what}'s labels: {', '.join(names.values())} (or their numbers 0-{len(names) - 1})")
+    raise UserError(t("--label {given!r} is not one of this model's labels: {labels} (or their numbers 0-{last})",
+                      given=given, labels=", ".join(names.values()), last=len(names) - 1))
 
 
 def choose(result, twin, inputs: dict[str, torch.Tensor], tokenizer, target: str | None, label: str | None) -> tuple[dict[str, torch.Tensor], Loss]:
@@ -78,14 +81,15 @@ def choose(result, twin, inputs: dict[str, torch.Tensor], tokenizer, target: str
     head = models.head_of(twin)
     if head is None:
         heads = ", ".join(cls.__name__ for cls in registry.architecture_of(twin).heads)
-        raise UserError(
-            f"--grad needs a loss, and {type(twin).__name__} has no head to take one from: use a checkpoint "
-            f"saved with a head ({heads}), e.g. a classifier fine-tuned from it (guide 9)"
-        )
+        raise UserError(t("--grad needs a loss, and {cls} has no head to take one from: use a checkpoint "
+                          "saved with a head ({heads}), e.g. a classifier fine-tuned from it (guide 9)",
+                          cls=type(twin).__name__, heads=heads))
     if target is not None and head.reading("masked-tokens") is None:
-        raise UserError(f"--target is for a masked LM (the word to score at each mask); {type(twin).__name__} is a {head.task} head")
+        raise UserError(t("--target is for a masked LM (the word to score at each mask); {cls} is a {task} head",
+                          cls=type(twin).__name__, task=head.task))
     if label is not None and head.reading("labels") is None:
-        raise UserError(f"--label is for a classifier (the label to score); {type(twin).__name__} is a {head.task} head")
+        raise UserError(t("--label is for a classifier (the label to score); {cls} is a {task} head",
+                          cls=type(twin).__name__, task=head.task))
     labels: dict[str, torch.Tensor] = {}
     described: list[str] = []
     targets: list[str] = []
@@ -107,7 +111,8 @@ def _masked_tokens(result, twin, inputs, tokenizer, o, target, label):
     """A masked LM: at each mask, ``target`` (default: the model's own top prediction there)."""
     if not result.mask_predictions:
         mask = tokenizer.token(tokenizer.mask_token_id(result.folder)) or "[MASK]"
-        raise UserError(f"--grad: a masked LM's loss is the cross-entropy at its mask tokens, and the text has none: put {mask} where a word is to be predicted")
+        raise UserError(t("--grad: a masked LM's loss is the cross-entropy at its mask tokens, and the text has none: "
+                          "put {mask} where a word is to be predicted", mask=mask))
     masked = torch.full((1, len(result.ids)), -100)  # -100: not scored
     targets = []
     for m in result.mask_predictions:
@@ -115,7 +120,7 @@ def _masked_tokens(result, twin, inputs, tokenizer, o, target, label):
         masked[0, m.position] = id
         targets.append(tokenizer.token(id))
     where = ", ".join(str(m.position) for m in result.mask_predictions)
-    return masked, targets, f"cross-entropy of {', '.join(repr(t) for t in dict.fromkeys(targets))} at the mask (position {where})"
+    return masked, targets, f"cross-entropy of {', '.join(repr(token) for token in dict.fromkeys(targets))} at the mask (position {where})"
 
 
 def _labels(result, twin, inputs, tokenizer, o, target, label):
@@ -129,15 +134,15 @@ def _labels(result, twin, inputs, tokenizer, o, target, label):
         problem = "regression"  # as reimpl/losses.py decides for one label
     if problem == "regression":
         if label is None:
-            raise UserError("--grad: a regression head (one output) needs the value to score against: --label VALUE")
+            raise UserError(t("--grad: a regression head (one output) needs the value to score against: --label VALUE"))
         try:
             value = float(label)
         except ValueError:
-            raise UserError(f"--label {label!r}: a regression head takes a number") from None
+            raise UserError(t("--label {label!r}: a regression head takes a number", label=label)) from None
         return torch.tensor([value]), [label], f"squared error to {value}"
     if problem == "multi_label_classification":
         if label:
-            chosen = [_label_id(names, name.strip(), "model") for name in label.split(",")]
+            chosen = [_label_id(names, name.strip()) for name in label.split(",")]
         else:  # what it predicts: each label whose own sigmoid passes 0.5, i.e. whose logit is positive
             with torch.no_grad():
                 chosen = (getattr(twin(**inputs), o.field)[0] > 0).nonzero().flatten().tolist()
@@ -145,7 +150,7 @@ def _labels(result, twin, inputs, tokenizer, o, target, label):
         hot[0, chosen] = 1.0
         chosen_names = ",".join(names[i] for i in chosen) or "none"
         return hot, [chosen_names], f"binary cross-entropy of each label against {{{chosen_names}}}"
-    id = _label_id(names, label, "model") if label is not None else predicted
+    id = _label_id(names, label) if label is not None else predicted
     return torch.tensor([id]), [names[id]], f"cross-entropy of the label {names[id]!r}"
 
 

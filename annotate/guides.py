@@ -171,12 +171,13 @@ class Guide:
 def index(lang: str | None = None) -> list[Guide]:
     """The numbered guides of ``lang`` (None: every language), in order of language, then number."""
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     if lang is not None and lang not in LANGUAGES:
-        raise UserError(f"no guides in {lang!r}: the languages are {', '.join(LANGUAGES)}")
+        raise UserError(t("no guides in {lang!r}: the languages are {languages}", lang=lang, languages=", ".join(LANGUAGES)))
     root = folder()
     if not root.is_dir():
-        raise UserError(f"the guides are not installed (no {root}): reinstall annotate-transformers, or run from a clone")
+        raise UserError(t("the guides are not installed (no {root}): reinstall annotate-transformers, or run from a clone", root=root))
     out = []
     for language in LANGUAGES if lang is None else (lang,):
         where = root if language == "en" else root / language
@@ -190,6 +191,7 @@ def index(lang: str | None = None) -> list[Guide]:
 def find(number: str | int, lang: str = "en") -> Path:
     """The guide numbered ``number`` ("3", "03", 3) in ``lang``."""
     from annotate.errors import UserError
+    from annotate.i18n import t
 
     guides = index(lang)
     try:
@@ -200,7 +202,8 @@ def find(number: str | int, lang: str = "en") -> Path:
         if guide.number == wanted:
             return guide.path
     numbers = ", ".join(str(g.number) for g in guides)
-    raise UserError(f"no guide {number!r} in {LANGUAGES[lang]}: they are {numbers} (annotate guide list)")
+    raise UserError(t("no guide {number!r} in {language}: they are {numbers} (annotate guide list)",
+                      number=number, language=LANGUAGES[lang], numbers=numbers))
 
 
 def notebook_name(path: Path) -> str:

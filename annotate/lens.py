@@ -29,6 +29,7 @@ import torch
 
 from annotate import models
 from annotate.errors import UserError
+from annotate.i18n import t
 from reimpl import registry
 from reimpl.states import recording
 
@@ -62,11 +63,11 @@ def lm_output(twin) -> models.Output:
     name = type(twin).__name__
     found = next((o for reads in VOCABULARY if head is not None and (o := head.reading(reads)) is not None), None)
     if found is None:
-        what = "a base model" if head is None else f"its head is for {head.task}: it scores no vocabulary"
-        raise UserError(f"--lens: {name} has no LM head ({what}); the lens reads each layer's output through a causal or masked LM's head")
+        what = t("a base model") if head is None else t("its head is for {task}: it scores no vocabulary", task=head.task)
+        raise UserError(t("--lens: {name} has no LM head ({what}); the lens reads each layer's output through a causal or masked LM's head", name=name, what=what))
     if not found.through:
         where = f"annotate/models/{twin.config.model_type.replace('-', '_')}.py"
-        raise UserError(f"--lens: {name}'s scores are not a chain of modules the lens can call on a layer's output ({where} names none: Output.through)")
+        raise UserError(t("--lens: {name}'s scores are not a chain of modules the lens can call on a layer's output ({where} names none: Output.through)", name=name, where=where))
     return found
 
 

@@ -38,7 +38,7 @@ WIDE = 160  # columns when writing to a file or a pipe: names like encoder.layer
 
 
 def _numbers(spec: str, option: str, what: str) -> frozenset[int]:
-    """ "0,3-5" -> {0, 3, 4, 5}."""
+    """ "0,3-5" -> {0, 3, 4, 5}; ``what``: the word for one, in the view's language (t("layer"))."""
     out: set[int] = set()
     for item in spec.split(","):
         item = item.strip()
@@ -47,9 +47,9 @@ def _numbers(spec: str, option: str, what: str) -> frozenset[int]:
             lo = int(first)
             hi = int(last) if dash else lo
         except ValueError:
-            raise UserError(f"{option} {spec!r}: {item!r} is not a {what} number or range (e.g. 0,3-5)") from None
+            raise UserError(t("{option} {spec!r}: {item!r} is not a {what} number or range (e.g. 0,3-5)", option=option, spec=spec, item=item, what=what)) from None
         if lo < 0 or hi < lo:
-            raise UserError(f"{option} {spec!r}: {item!r} is not a {what} range (numbers from 0, low-high)")
+            raise UserError(t("{option} {spec!r}: {item!r} is not a {what} range (numbers from 0, low-high)", option=option, spec=spec, item=item, what=what))
         out.update(range(lo, hi + 1))
     return frozenset(out)
 
@@ -81,16 +81,16 @@ class View:
         if grid is not None:
             layer, dot, head = grid.strip().partition(".")
             if not (dot and layer.isdigit() and head.isdigit()):
-                raise UserError(f"--grid {grid!r}: expected LAYER.HEAD, e.g. 3.7")
+                raise UserError(t("--grid {grid!r}: expected LAYER.HEAD, e.g. 3.7", grid=grid))
             grid_at = (int(layer), int(head))
         names = None
         if stages is not None:
             names = tuple(n.strip().strip(".") for n in stages.split(","))
             if not all(names):
-                raise UserError(f"--stages {stages!r}: expected step names separated by commas, e.g. query,probs,LayerNorm")
+                raise UserError(t("--stages {stages!r}: expected step names separated by commas, e.g. query,probs,LayerNorm", stages=stages))
         return cls(
-            layers=_numbers(layers, "--layers", "layer") if layers is not None else None,
-            heads=_numbers(heads, "--heads", "head") if heads is not None else None,
+            layers=_numbers(layers, "--layers", t("layer")) if layers is not None else None,
+            heads=_numbers(heads, "--heads", t("head")) if heads is not None else None,
             stages=names,
             grid=grid_at,
             full=full,
@@ -106,17 +106,17 @@ class View:
         """Every layer, head and stage asked for exists in this model."""
         L, H = trace.num_layers, trace.num_heads
         if self.layers is not None and max(self.layers) >= L:
-            raise UserError(f"--layers: the model has {L} layers (0-{L - 1}); there is no layer {max(self.layers)}")
+            raise UserError(t("--layers: the model has {L} layers (0-{last}); there is no layer {layer}", L=L, last=L - 1, layer=max(self.layers)))
         if self.heads is not None and max(self.heads) >= H:
-            raise UserError(f"--heads: the model has {H} heads per layer (0-{H - 1}); there is no head {max(self.heads)}")
+            raise UserError(t("--heads: the model has {H} heads per layer (0-{last}); there is no head {head}", H=H, last=H - 1, head=max(self.heads)))
         if self.grid is not None:
             layer, head = self.grid
             if layer >= L or head >= H:
-                raise UserError(f"--grid {layer}.{head}: the model has layers 0-{L - 1} and heads 0-{H - 1}")
+                raise UserError(t("--grid {layer}.{head}: the model has layers 0-{last_layer} and heads 0-{last_head}", layer=layer, head=head, last_layer=L - 1, last_head=H - 1))
         for want in self.stages or ():
             if not any(_matches(s.name, want) for s in trace.stages):
                 steps = sorted({s.name.rsplit(".", 1)[-1] for s in trace.stages if not s.name.rsplit(".", 1)[-1].isdigit()})
-                raise UserError(f"--stages: no stage is named {want!r}; steps in this model: {', '.join(steps)}")
+                raise UserError(t("--stages: no stage is named {want!r}; steps in this model: {steps}", want=want, steps=", ".join(steps)))
 
     def shows_layer(self, layer: int | None) -> bool:
         return layer is None or self.layers is None or layer in self.layers

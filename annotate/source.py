@@ -54,6 +54,7 @@ from annotate.code import (  # the reader (annotate/code.py); its names are anno
     transformers_version,
 )
 from annotate.errors import UserError
+from annotate.i18n import t
 from annotate.listing import MAX_WIDTH, chunks, console_for, display_path, show, show_lines
 
 # Where NAME is looked for: short name -> module. Every class and function *defined* in these
@@ -287,7 +288,7 @@ def find(name: str, model: str | None = None):
     architecture of a stage name.
     """
     if model not in (None, *MODEL_FILES):
-        raise UserError(f"--model must be one of {', '.join(MODEL_FILES)}, not {model!r}")
+        raise UserError(t("--model must be one of {choices}, not {model!r}", choices=", ".join(MODEL_FILES), model=model))
     module, parts = _split(name)
     python_name = bool(parts) and all(p.isidentifier() for p in parts)
     if python_name:
@@ -304,15 +305,21 @@ def find(name: str, model: str | None = None):
         found = stages.find_stage(name, model)  # None if no architecture records it; an error if another does
         if found is not None:
             return found
-    where = f" in {module}" if module else " in transformers' modeling files, the pieces they share, or the twins' stages"
     stage_names, note = stages.suggest(name, model) if module is None else ([], "")
     code_names = _suggest(".".join(parts)) if python_name else []
     if module is None and _looks_like_a_stage(name):
         suggestions = stage_names or code_names
     else:
         suggestions, note = code_names or stage_names, "" if code_names else note
-    hint = f"; did you mean: {', '.join(suggestions)}{note}" if suggestions else f"; try e.g. {', '.join(_examples())}"
-    raise UserError(f"unknown name {name!r}{where}{hint}")
+    if module and suggestions:
+        raise UserError(t("unknown name {name!r} in {module}; did you mean: {names}", name=name, module=module, names=", ".join(suggestions)))
+    if module:
+        raise UserError(t("unknown name {name!r} in {module}; try e.g. {names}", name=name, module=module, names=", ".join(_examples())))
+    if suggestions:
+        raise UserError(t("unknown name {name!r} in transformers' modeling files, the pieces they share, or the twins' stages; "
+                          "did you mean: {names}{note}", name=name, names=", ".join(suggestions), note=note))
+    raise UserError(t("unknown name {name!r} in transformers' modeling files, the pieces they share, or the twins' stages; "
+                      "try e.g. {names}", name=name, names=", ".join(_examples())))
 
 
 def _find_code(name: str, parts: list[str], modules: list[str], model: str | None) -> Found:
@@ -338,8 +345,10 @@ def _find_code(name: str, parts: list[str], modules: list[str], model: str | Non
         d = member(owner, attr) if isinstance(owner.node, ast.ClassDef) else None
         if d is None:
             members = sorted(methods_of(owner.node)) if isinstance(owner.node, ast.ClassDef) else []
-            listing = f"; its methods: {', '.join(members)}" if members else ""
-            raise UserError(f"{'.'.join(parts[:i])} has no attribute {attr!r}{listing}")
+            if members:
+                raise UserError(t("{owner} has no attribute {attr!r}; its methods: {methods}",
+                                  owner=".".join(parts[:i]), attr=attr, methods=", ".join(members)))
+            raise UserError(t("{owner} has no attribute {attr!r}", owner=".".join(parts[:i]), attr=attr))
     code = code_of(d, f"{KNOWN_MODULES[chosen]}.{asked}")
     if len(parts) > 1 and d.qualname != asked and not note:
         note = f"{asked} is inherited: defined as {d.qualname}"
@@ -423,8 +432,6 @@ def render(found, console=None, twin: bool = True) -> None:
         return
     from rich.text import Text
 
-    from annotate.i18n import t
-
     codes = [found.code] + ([found.twin] if twin and found.twin is not None else [])
     console = console or console_for([(c.text, c.last_line) for c in codes])
     show(console, found.code, f"transformers {transformers_version()}: {found.code.qualname}")
@@ -450,8 +457,8 @@ def renamed_names() -> dict[str, tuple[str, str | None, str]]:
     """Every architecture's names of the other major version (annotate/models/: ``RENAMED``), for
     the installed release: name -> (what to show instead, its --model, what changed)."""
     out: dict[str, tuple[str, str | None, str]] = {}
-    for t in reversed(order()):  # the first architecture's entry wins
-        out.update(models.get(t).renamed_names(transformers_version()))
+    for model_type in reversed(order()):  # the first architecture's entry wins
+        out.update(models.get(model_type).renamed_names(transformers_version()))
     return out
 
 
@@ -472,6 +479,7 @@ def find(name: str, model: str | None = None):  # noqa: F811 (the finder above, 
         try:
             found = _find_in_installed(instead, model or instead_model)
         except UserError:
-            raise UserError(f"{name!r} is not in transformers {transformers_version()}: {change.removesuffix(': shown')}") from None
+            raise UserError(t("{name!r} is not in transformers {version}: {change}",
+                              name=name, version=transformers_version(), change=change.removesuffix(": shown"))) from None
         found.note = f"{change}; transformers {transformers_version()} is installed"
         return found

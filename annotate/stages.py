@@ -35,6 +35,7 @@ from pathlib import Path
 from annotate import code, listing, models
 from annotate.code import Def, order
 from annotate.errors import UserError
+from annotate.i18n import t
 
 # ---------------------------------------------------------------------------------------------
 # What explain returns.
@@ -202,8 +203,8 @@ def _assignment_of(function: ast.AST, name: str) -> ast.expr | None:
                     value = node.value
                 elif (isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
                       and len(target.elts) == len(node.value.elts)):
-                    for t, v in zip(target.elts, node.value.elts):
-                        if isinstance(t, ast.Name) and t.id == name:
+                    for element, v in zip(target.elts, node.value.elts):
+                        if isinstance(element, ast.Name) and element.id == name:
                             value = v
     return value
 
@@ -638,7 +639,7 @@ def explain(model_type: str, stage: str, model_class: str | None = None) -> Expl
     found is None / empty, with a note."""
     record = code.records().get(model_type)
     if record is None:
-        raise UserError(f"no twin for model_type {model_type!r}; reimpl/ has {', '.join(order())}")
+        raise UserError(t("no twin for model_type {model_type!r}; reimpl/ has {types}", model_type=model_type, types=", ".join(order())))
     step_name = step_of(model_type, stage)
     found = matching(model_type, stage)
     if stage == "last_hidden_state":
@@ -659,7 +660,7 @@ def explain(model_type: str, stage: str, model_class: str | None = None) -> Expl
 
 def architectures_of(stage: str) -> list[str]:
     """The model types whose twins record ``stage``."""
-    return [t for t in order() if stage == "last_hidden_state" or matching(t, stage)]
+    return [model_type for model_type in order() if stage == "last_hidden_state" or matching(model_type, stage)]
 
 
 def find_stage(name: str, model: str | None = None) -> StageFound | None:
@@ -668,12 +669,10 @@ def find_stage(name: str, model: str | None = None) -> StageFound | None:
     types = architectures_of(name)
     if model is not None:
         if model in types:
-            return StageFound(name, explain(model, name), tuple(t for t in types if t != model))
+            return StageFound(name, explain(model, name), tuple(other for other in types if other != model))
         if types:
-            raise UserError(
-                f"{name!r} is not a stage of {model}; it is a stage name of {', '.join(types)} "
-                f"(annotate source {name} --model {types[0]})"
-            )
+            raise UserError(t("{name!r} is not a stage of {model}; it is a stage name of {types} (annotate source {name} --model {first})",
+                              name=name, model=model, types=", ".join(types), first=types[0]))
         return None
     if not types:
         return None
@@ -686,11 +685,11 @@ def suggest(name: str, model: str | None = None) -> tuple[list[str], str]:
     numbers = [p for p in name.split(".") if p.isdigit()]
     asked = ".".join("*" if p.isdigit() else p for p in name.split("."))
     pool: dict[str, list[str]] = {}  # pattern -> the model types that record it
-    for t in order():
-        for r in recorded(t):
+    for model_type in order():
+        for r in recorded(model_type):
             types = pool.setdefault(".".join(r.pattern), [])
-            if t not in types:
-                types.append(t)
+            if model_type not in types:
+                types.append(model_type)
     if model is not None and any(model in types for types in pool.values()):  # its own names first
         pool = dict(sorted(pool.items(), key=lambda item: model not in item[1]))
     ends = [p for p in pool if p.endswith("." + asked)]  # a step without its layer: "attention.self.probs"
@@ -701,10 +700,10 @@ def suggest(name: str, model: str | None = None) -> tuple[list[str], str]:
     for pattern in close:
         given = iter(numbers)
         names.append(".".join(next(given, "0") if p == "*" else p for p in pattern.split(".")))
-    owners = list(dict.fromkeys(t for pattern in close for t in pool[pattern]))
+    owners = list(dict.fromkeys(owner for pattern in close for owner in pool[pattern]))
     note = ""
     if close and model is not None and not any(model in pool[p] for p in close):
-        note = f"; those are stage names of {', '.join(owners)}, not of {model} (--model {owners[0]})"
+        note = t("; those are stage names of {owners}, not of {model} (--model {first})", owners=", ".join(owners), model=model, first=owners[0])
     return names, note
 
 
@@ -715,8 +714,6 @@ def suggest(name: str, model: str | None = None) -> tuple[list[str], str]:
 def render(found: StageFound, console=None, twin: bool = True) -> None:
     """The stage, its formula, transformers' lines and the twin's, each numbered as in its file."""
     from rich.text import Text
-
-    from annotate.i18n import t
 
     e = found.explanation
     snippets = [*e.hf, *([e.twin] if twin and e.twin else [])]

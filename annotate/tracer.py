@@ -274,7 +274,7 @@ class Tokenizer:
             try:
                 self.fast = FastTokenizer.from_file(str(file))
             except Exception as e:
-                raise UserError(f"could not read {str(file)!r}: {e}") from None
+                raise UserError(t("could not read {file!r}: {e}", file=str(file), e=e)) from None
             # sentence-transformers' tokenizer.json truncates to 128 and pads: the trace wants the
             # text as it is (too long is an error, below), as AutoTokenizer gives it by default.
             self.fast.no_truncation()
@@ -282,14 +282,15 @@ class Tokenizer:
             return
         if not any((folder / name).is_file() for name in ("vocab.txt", "vocab.json")):
             # (AutoTokenizer would not refuse: it builds an empty tokenizer that gives made-up ids.)
-            raise UserError(f"{str(folder)!r} has no tokenizer.json (nor vocab.txt or vocab.json + merges.txt)")
+            raise UserError(t("{folder!r} has no tokenizer.json (nor vocab.txt or vocab.json + merges.txt)", folder=str(folder)))
         try:
             from transformers import AutoTokenizer
 
             self.auto = AutoTokenizer.from_pretrained(folder)
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{str(folder)!r} has no tokenizer.json, and transformers could not load a tokenizer from it: {reason}") from None
+            raise UserError(t("{folder!r} has no tokenizer.json, and transformers could not load a tokenizer from it: {reason}",
+                               folder=str(folder), reason=reason)) from None
 
     def encode(self, text: str) -> tuple[list[int], list[str], list[int]]:
         """ids, token strings and token type ids, special tokens added as the model expects."""
@@ -438,7 +439,8 @@ def encoder_decoder(model: str) -> bool:
 def one_stack(twin, what: str) -> None:
     """Refuse an encoder-decoder where a view shows one stack of layers."""
     if registry.architecture_of(twin).encoder:
-        raise UserError(f"{what} shows one stack of layers; {type(twin).__name__} is an encoder-decoder (annotate trace shows it)")
+        raise UserError(t("{what} shows one stack of layers; {cls} is an encoder-decoder (annotate trace shows it)",
+                           what=what, cls=type(twin).__name__))
 
 
 def _top(probs: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[Prediction]:
@@ -481,7 +483,7 @@ def trace(
     ``lens``: also each layer's output read through the final norm and the LM head, its ``top_k``
     tokens per position (annotate/lens.py); refused for a model without an LM head."""
     if top_k < 1:
-        raise UserError(f"--top-k must be at least 1, not {top_k}")
+        raise UserError(t("--top-k must be at least 1, not {top_k}", top_k=top_k))
     with _status(t("loading {model}", model=model), progress):
         folder, twin = load(model)  # the name resolved once: everything after reads the folder
         tokenizer = Tokenizer(folder)
@@ -513,11 +515,11 @@ def _encode(tokenizer: Tokenizer, text: str, model: str, arch: Architecture, con
     ids, tokens, type_ids = tokenizer.encode(text)
     limit = config.max_position_embeddings
     if not ids:
-        raise UserError(f"the text gives no tokens, and {arch.model_type} needs at least one to predict from")
+        raise UserError(t("the text gives no tokens, and {model_type} needs at least one to predict from", model_type=arch.model_type))
     if len(ids) > limit:
-        raise UserError(f"the text is {len(ids)} tokens long; {model} takes at most {limit} positions")
+        raise UserError(t("the text is {n} tokens long; {model} takes at most {limit} positions", n=len(ids), model=model, limit=limit))
     if max(ids) >= config.vocab_size:
-        raise UserError(f"the tokenizer gave id {max(ids)}, but the model's vocabulary has {config.vocab_size} entries")
+        raise UserError(t("the tokenizer gave id {id}, but the model's vocabulary has {size} entries", id=max(ids), size=config.vocab_size))
     return ids, tokens, type_ids
 
 
@@ -632,10 +634,10 @@ def save(trace: Trace, path: str | Path) -> None:
 
     path = Path(path)
     if path.parent and not path.parent.is_dir():
-        raise UserError(f"--save: no directory {str(path.parent)!r}")
+        raise UserError(t("--save: no directory {folder!r}", folder=str(path.parent)))
     tensors = {name: x.clone(memory_format=torch.contiguous_format) for name, x in trace.states.items()}
     metadata = {"model": trace.model, "model_type": trace.model_type, "tokens": json.dumps(trace.tokens), "ids": json.dumps(trace.ids)}
     try:
         save_file(tensors, str(path), metadata=metadata)
     except OSError as e:
-        raise UserError(f"--save: could not write {str(path)!r}: {e.strerror or e}") from None
+        raise UserError(t("--save: could not write {path!r}: {reason}", path=str(path), reason=e.strerror or e)) from None

@@ -111,7 +111,7 @@ def _tokenizer(folder: Path):
             return AutoTokenizer.from_pretrained(folder)
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"transformers could not load a tokenizer from {str(folder)!r}: {reason}") from None
+            raise UserError(t("transformers could not load a tokenizer from {folder!r}: {reason}", folder=str(folder), reason=reason)) from None
 
 
 def _greedy(twin, folder: Path, source: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -137,12 +137,12 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
 
     arch = registry.architecture_of(twin)
     if not text.strip():
-        raise UserError("the source text is empty")
+        raise UserError(t("the source text is empty"))
     tokenizer = _tokenizer(folder)
     source = tokenizer(text, return_tensors="pt")
     limit = twin.config.max_position_embeddings
     if source["input_ids"].shape[1] > limit:
-        raise UserError(f"the source is {source['input_ids'].shape[1]} tokens long; {model} takes at most {limit} positions")
+        raise UserError(t("the source is {n} tokens long; {model} takes at most {limit} positions", n=source["input_ids"].shape[1], model=model, limit=limit))
     config = twin.config
     if target is not None:
         labels = tokenizer(text_target=target, return_tensors="pt")["input_ids"]  # (1, T): the target, </s> last
@@ -154,11 +154,11 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
         decoder_input_ids = generated[:, :-1] if generated.shape[1] > 1 else generated  # its last token is read by nobody
         translation = tokenizer.decode(generated[0], skip_special_tokens=True)
     if decoder_input_ids.shape[1] > limit:
-        raise UserError(f"the target is {decoder_input_ids.shape[1]} tokens long; {model} takes at most {limit} positions")
+        raise UserError(t("the target is {n} tokens long; {model} takes at most {limit} positions", n=decoder_input_ids.shape[1], model=model, limit=limit))
     inputs = dict(input_ids=source["input_ids"], attention_mask=source["attention_mask"], decoder_input_ids=decoder_input_ids)
     head = models.head_of(twin)
     if head is not None and head.reading("next-token") is None:
-        raise UserError(f"{model} is a {type(twin).__name__}, which scores labels: annotate trace shows the encoder-decoders that write a target")
+        raise UserError(t("{model} is a {cls}, which scores labels: annotate trace shows the encoder-decoders that write a target", model=model, cls=type(twin).__name__))
     with torch.inference_mode(), recording() as states:
         out = twin(**inputs)
     states = dict(states)

@@ -136,10 +136,10 @@ class Watch:
         from reimpl import generation, loading, registry
 
         if max_new_tokens < 1:
-            raise UserError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
+            raise UserError(t("--max-new-tokens must be at least 1, not {max_new_tokens}", max_new_tokens=max_new_tokens))
         self.folder = loading.resolve(model)
         if tracer.encoder_decoder(str(self.folder)):
-            raise UserError(f"{model} is an encoder-decoder: annotate generate shows a decoder alone's steps (annotate trace {model} TEXT translates)")
+            raise UserError(t("{model} is an encoder-decoder: annotate generate shows a decoder alone's steps (annotate trace {model} TEXT translates)", model=model))
         try:
             settings = {**DEFAULTS, **generation.checkpoint_settings(self.folder)}
         except ValueError as e:
@@ -149,31 +149,31 @@ class Watch:
             settings["do_sample"] = True
         if not settings["do_sample"] and any(v is not None for v in given.values()):
             flags = ", ".join(f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None)
-            raise UserError(f"{flags}: sampling settings, but sampling is off; add --do-sample (without it, each step takes the likeliest token)")
+            raise UserError(t("{flags}: sampling settings, but sampling is off; add --do-sample (without it, each step takes the likeliest token)", flags=flags))
         settings.update({k: v for k, v in given.items() if v is not None})
         try:
             processors = generation.logits_processors(settings["do_sample"], settings["temperature"], settings["top_k"], settings["top_p"])
         except ValueError as e:
-            raise UserError(f"bad sampling setting: {e}") from None
+            raise UserError(t("bad sampling setting: {error}", error=e)) from None
         if settings["do_sample"] and seed is None:
             seed = random.SystemRandom().randrange(2**31)
 
         self.twin = registry.from_pretrained(self.folder)
         head = models.head_of(self.twin)
         if head is None or head.reading("next-token") is None:
-            causal = ", ".join(models.heads_reading("next-token")) or "none yet"
-            raise UserError(f"{model} loads as {type(self.twin).__name__}, which has no language-model head to "
-                            f"generate with (a causal LM such as {causal} does)")
+            causal = ", ".join(models.heads_reading("next-token")) or t("none yet")
+            raise UserError(t("{model} loads as {cls}, which has no language-model head to generate with (a causal LM such as {causal} does)",
+                              model=model, cls=type(self.twin).__name__, causal=causal))
         self.tokenizer = tracer.Tokenizer(self.folder)
         ids = chat_ids(self.folder, prompt, model) if chat else self.tokenizer.encode(prompt)[0]
         config = self.twin.config
         if not ids:
-            raise UserError("the prompt gives no tokens; generation needs at least one to continue from")
+            raise UserError(t("the prompt gives no tokens; generation needs at least one to continue from"))
         if max(ids) >= config.vocab_size:
-            raise UserError(f"the tokenizer gave id {max(ids)}, but the model's vocabulary has {config.vocab_size} entries")
+            raise UserError(t("the tokenizer gave id {id}, but the model's vocabulary has {size} entries", id=max(ids), size=config.vocab_size))
         if len(ids) + max_new_tokens > config.max_position_embeddings:
-            raise UserError(f"the prompt is {len(ids)} tokens and {max_new_tokens} new ones would make "
-                            f"{len(ids) + max_new_tokens}; {model} takes at most {config.max_position_embeddings} positions")
+            raise UserError(t("the prompt is {n} tokens and {new} new ones would make {total}; {model} takes at most {limit} positions",
+                              n=len(ids), new=max_new_tokens, total=len(ids) + max_new_tokens, model=model, limit=config.max_position_embeddings))
         self.generation = Generation(
             model=model, model_class=type(self.twin).__name__, prompt=prompt, chat=chat, prompt_ids=ids, settings=settings,
             max_new_tokens=max_new_tokens, seed=seed, vocab_size=config.vocab_size, processors=[_describe(p) for p in processors],
@@ -231,7 +231,7 @@ def chat_ids(folder, message: str, model: str) -> list[int]:
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if not getattr(tokenizer, "chat_template", None):
-        raise UserError(f"--chat: {model} has no chat template (its tokenizer files name none); give the prompt as plain text")
+        raise UserError(t("--chat: {model} has no chat template (its tokenizer files name none); give the prompt as plain text", model=model))
     ids = tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 

@@ -68,7 +68,7 @@ def run(model: str, source: str, *, num_beams: int | None = None, max_new_tokens
 
     folder, twin = tracer.load(model)
     if not hasattr(twin, "generate"):
-        raise UserError(f"{model} loads as {type(twin).__name__}, which has no head to generate with")
+        raise UserError(t("{model} loads as {cls}, which has no head to generate with", model=model, cls=type(twin).__name__))
     path = folder / "generation_config.json"
     try:
         settings = seq2seq.settings_from(json.loads(path.read_text()) if path.is_file() else None,
@@ -77,15 +77,15 @@ def run(model: str, source: str, *, num_beams: int | None = None, max_new_tokens
         raise UserError(str(e)) from None
     if num_beams is not None:
         if num_beams < 1:
-            raise UserError(f"--num-beams must be at least 1, not {num_beams}")
+            raise UserError(t("--num-beams must be at least 1, not {num_beams}", num_beams=num_beams))
         settings["num_beams"] = num_beams
     if max_new_tokens is not None:
         if max_new_tokens < 1:
-            raise UserError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
+            raise UserError(t("--max-new-tokens must be at least 1, not {max_new_tokens}", max_new_tokens=max_new_tokens))
         settings["max_new_tokens"] = max_new_tokens
     tokenizer = _tokenizer(folder)
     if not source.strip():
-        raise UserError("the source text is empty")
+        raise UserError(t("the source text is empty"))
     enc = tokenizer(source, return_tensors="pt")
     source_tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
     steps: list[Step] = []

@@ -104,7 +104,7 @@ def test_no_entry_outlives_its_message(used, zh):
 
 
 def _places(text: str) -> list[str]:
-    return sorted(f"{name}:{spec}" for _, name, spec, _ in string.Formatter().parse(text) if name is not None)
+    return sorted(f"{name}!{conversion}:{spec}" for _, name, spec, conversion in string.Formatter().parse(text) if name is not None)
 
 
 def test_translations_keep_the_places_and_are_chinese(zh):
@@ -373,3 +373,36 @@ def test_the_translators_beam_search_in_chinese(monkeypatch):
     settings = tuple(data["settings"]) + tuple(str(v) for v in data["settings"].values())  # max_length 32, ...: their names, as generate takes them
     left = _view_english_left(out, words, strip=settings)
     assert not left, f"English left in the Chinese beam search: {left}\n{out}"
+
+
+# --- the errors: "annotate: error: …" on stderr, exit 2, in --lang's language (annotate/cli.py) ---
+
+
+def test_the_errors_speak_the_language(tmp_path, zh):
+    """A bad input: exit 2 and one line on stderr, its prefix and (where annotate writes it) its message
+    in --lang's language; an unknown checkpoint's refusal is reimpl's (English), under the Chinese prefix."""
+    from tests.conftest import run
+
+    missing = str(tmp_path / "no-such-model")
+    cases = (  # argv, the message in English and its catalogue key and values (None: reimpl's message, not annotate's)
+        ((MINILM, "x", "--grid", "3"), "--grid '3': expected LAYER.HEAD, e.g. 3.7",
+         ("--grid {grid!r}: expected LAYER.HEAD, e.g. 3.7", {"grid": "3"})),
+        ((MINILM, "x", "--layers", "0,9"), "--layers: the model has 6 layers (0-5); there is no layer 9",
+         ("--layers: the model has {L} layers (0-{last}); there is no layer {layer}", {"L": 6, "last": 5, "layer": 9})),
+        ((MINILM, "x", "--html", str(tmp_path)), f"--html: {str(tmp_path)!r} is a directory; give a file name, e.g. {str(tmp_path / 'trace.html')!r}",
+         ("--html: {path!r} is a directory; give a file name, e.g. {example!r}", {"path": str(tmp_path), "example": str(tmp_path / "trace.html")})),
+        ((missing, "x"), None, (None, None)),
+    )
+    prefix = zh["annotate: error: {message}"].format(message="")
+    assert CJK.search(prefix)
+    for argv, english, (key, values) in cases:
+        code, _, err = run("trace", *argv, "--lang", "zh-CN")
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith(prefix), (argv, err)
+        if key is not None:
+            assert err == prefix + zh[key].format(**values) + "\n" and CJK.search(err.removeprefix(prefix)), err
+        code, _, err = run("trace", *argv, "--lang", "en")
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("annotate: error: ") and not CJK.search(err), (argv, err)
+        if english is not None:
+            assert err == f"annotate: error: {english}\n"
+        else:
+            assert missing in err

@@ -181,7 +181,8 @@ def test_notebook_by_number_all_and_path(tmp_path):
     assert code == 0 and out.strip() == str(tmp_path / "01-map.zh-CN.ipynb")
     for argv, says in [
         (["notebook", "99"], "no guide '99' in English: they are 1, 2,"),
-        (["notebook", str(ROOT / "guides" / "01-map.md"), "--lang", "zh-CN"], "--lang chooses the language of guides given by number"),
+        (["notebook", str(ROOT / "guides" / "zh-CN" / "01-map.md"), "--lang", "en"], "--lang chooses the language of guides given by number"),
+        (["notebook", str(ROOT / "guides" / "01-map.md"), "--lang", "zh-CN"], "--lang 只为按编号给出的指南选择语言"),  # asked in Chinese, said in Chinese
     ]:
         code, _, err = run(*argv, "-o", str(tmp_path))
         assert code == 2 and says in err, err
