@@ -334,7 +334,7 @@ def run_translation(args: argparse.Namespace) -> int:
 
         explorer_translate.check_target(args.html)
     console = Console()
-    with tracer._status(t("loading {model}", model=args.model), not args.json):
+    with tracer.working(t("loading {model}", model=args.model), not args.json):
         folder, twin = tracer.load(args.model)
     result = translate.trace(args.model, folder, twin, args.text, args.target, diff=args.diff, progress=not args.json, **_comparison(args))
     if args.json:

@@ -402,7 +402,9 @@ def _byte_level_bytes(token: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _status(message: str, progress: bool):
+def working(message: str, progress: bool):
+    """A spinner with ``message`` on the terminal while the block runs (nothing when ``progress`` is
+    off: --json, a notebook); the encoder-decoder's trace and the CLI use it too."""
     if not progress:
         yield
         return
@@ -484,7 +486,7 @@ def trace(
     tokens per position (annotate/lens.py); refused for a model without an LM head."""
     if top_k < 1:
         raise UserError(t("--top-k must be at least 1, not {top_k}", top_k=top_k))
-    with _status(t("loading {model}", model=model), progress):
+    with working(t("loading {model}", model=model), progress):
         folder, twin = load(model)  # the name resolved once: everything after reads the folder
         tokenizer = Tokenizer(folder)
     if not diff or other is not None:  # no transformers' model to share the checkpoint's tensors with
@@ -551,13 +553,13 @@ def _compare(model: str, folder: Path, twin, arch: Architecture, head, inputs, s
 
     keep = align.keep_mask(inputs["input_ids"], None, arch.causal)  # one text: no padding
     if other is not None:  # annotate diff: the twin of a second checkpoint
-        with _status(t("loading {model}", model=other), progress):
+        with working(t("loading {model}", model=other), progress):
             other_twin = load(other)[1]
         comparison = compare.against_checkpoint(
             twin, other_twin, inputs, states, out, label_a=f"{model} (twin, fp32)", label=f"{other} (twin, fp32)", keep=keep
         )
     else:
-        with _status(t("running transformers ({against}, {dtype}) for --diff", against=against, dtype=dtype), progress):
+        with working(t("running transformers ({against}, {dtype}) for --diff", against=against, dtype=dtype), progress):
             comparison = compare.against_transformers(
                 folder, twin, inputs, states, out, against=against, dtype=dtype, device=device, causal=arch.causal, keep=keep
             )
@@ -609,7 +611,7 @@ def _gradients(result: Trace, twin, inputs, tokenizer: Tokenizer, *, diff: bool,
     """--grad: the head's loss backpropagated (annotate/gradients.py), each stage given its gradient's statistics."""
     from annotate import gradients
 
-    with _status(t("backpropagating the loss (twin and transformers)") if diff else t("backpropagating the loss"), progress):
+    with working(t("backpropagating the loss (twin and transformers)") if diff else t("backpropagating the loss"), progress):
         found = gradients.backward(result, twin, inputs, tokenizer, diff=diff, target=target, label=label)
     result.loss, result.grads = found.loss, found.grads
     result.param_grad_max_abs_diff, result.param_grads_compared = found.param_grad_max_abs_diff, found.param_grads_compared

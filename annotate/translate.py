@@ -133,7 +133,7 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
           progress: bool = True, against: str = "eager", dtype: str = "fp32", device: str = "cpu") -> Translation:
     """The twin run on ``text`` and ``target`` (None: its greedy translation), every stage summarised;
     with ``diff``, each against transformers' model of ``folder`` (annotate/compare.py)."""
-    from annotate.tracer import _status
+    from annotate.tracer import working
 
     arch = registry.architecture_of(twin)
     if not text.strip():
@@ -149,7 +149,7 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)  # (1, T)
         translation = target
     else:
-        with _status(t("translating with {model}", model=model), progress):
+        with working(t("translating with {model}", model=model), progress):
             generated = _greedy(twin, folder, source)  # (1, n): the start token, then the translation
         decoder_input_ids = generated[:, :-1] if generated.shape[1] > 1 else generated  # its last token is read by nobody
         translation = tokenizer.decode(generated[0], skip_special_tokens=True)
@@ -170,7 +170,7 @@ def trace(model: str, folder: Path, twin, text: str, target: str | None = None, 
         from annotate import compare
 
         keep = align.seq2seq_keep(inputs["attention_mask"], inputs["input_ids"].shape[1], decoder_input_ids.shape[1])
-        with _status(t("running transformers ({against}, {dtype}) for --diff", against=against, dtype=dtype), progress):
+        with working(t("running transformers ({against}, {dtype}) for --diff", against=against, dtype=dtype), progress):
             comparison = compare.against_transformers(folder, twin, inputs, states, out, against=against, dtype=dtype,
                                                       device=device, causal=True, keep=keep)
         comparison.diffs.pop(head_stage, None)
