@@ -227,7 +227,10 @@ def run_check(args: argparse.Namespace) -> int:
     from annotate.i18n import t
 
     if args.list:
-        grader.render_listing(Console(highlight=False))
+        if args.json:  # data: the English of every entry (grader.Words is a str)
+            print(json.dumps(grader.listing(), ensure_ascii=False, indent=1))
+        else:
+            grader.render_listing(Console(highlight=False))
         return 0
     if args.target is None or args.kind is None:
         raise UserError(t("give FILE.py::CLASS --as KIND (annotate check --list lists the kinds)"))

@@ -52,7 +52,7 @@ from torch import nn
 from annotate import align, i18n, models, recorder
 from annotate.compare import verdict as judge
 from annotate.errors import UserError
-from annotate.i18n import t
+from annotate.i18n import N_, t, translated
 from reimpl.registry import architecture_of
 
 TEXTS = ("The cat sat on the mat.", "Attention is all you need, said the paper, and the field listened.")
@@ -61,8 +61,8 @@ FALLBACK_TOLERANCE = 1e-4  # relative to the step's scale, when the learner's mo
 # The sampling kind: no module of a model, reimpl/generation.py's logits processors.
 SAMPLING = models.Graded(
     "sampling", "TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper", "", call=(), args=("scores",),
-    returns="the scores (B, V) after temperature, top-k and top-p, in that order, -inf where filtered; "
-            "built as CLASS(generation_config) per setting",
+    returns=N_("the scores (B, V) after temperature, top-k and top-p, in that order, -inf where filtered; "
+               "built as CLASS(generation_config) per setting"),
     steps=("temperature", "top_k", "top_p"), output="top_p",
 )
 SETTINGS = ((0.7, 50, 0.9), (1.5, 20, 1.0), (1.0, 0, 0.75), (0.5, 5, 0.6))  # (temperature, top_k, top_p) the sampling kind runs
@@ -693,7 +693,7 @@ def output_of(out, s: Setting, name: str) -> torch.Tensor:
         out = out[0]
     if not isinstance(out, torch.Tensor):
         raise UserError(t("{name}.forward returned a {type}; --as {kind} expects a tensor: {returns}",
-                          name=name, type=type(out).__name__, kind=s.kind.kind, returns=s.kind.returns))
+                          name=name, type=type(out).__name__, kind=s.kind.kind, returns=translated(s.kind.returns)))
     return out
 
 
@@ -713,7 +713,7 @@ def run_learner_cache(module, s: Setting, dtype, name: str) -> dict[str, torch.T
             if not (isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], (tuple, list)) and len(out[1]) == 2
                     and all(isinstance(v, torch.Tensor) for v in (out[0], *out[1]))):
                 raise UserError(t("{name}.forward returned {type}; --as gpt2-cache expects (output, (key, value)): {returns}",
-                                  name=name, type=type(out).__name__, returns=s.kind.returns))
+                                  name=name, type=type(out).__name__, returns=translated(s.kind.returns)))
             outputs.append(out[0])
             past = tuple(out[1])
     shapes = {_shape(o.shape) for o in outputs}
@@ -1119,7 +1119,7 @@ def check(target, kind: str, *, model: str | None = None, layer: int = 0, weight
         fitted, _ = fit(g.layouts.get(g.output, "tokens"), out, ref32[g.output])
         if fitted is None:
             raise UserError(t("{name}.forward returned a tensor of shape {shape}; {kind} returns {expected}: {returns}",
-                              name=name, shape=_shape(out.shape), kind=g.kind, expected=_shape(ref32[g.output].shape), returns=g.returns))
+                              name=name, shape=_shape(out.shape), kind=g.kind, expected=_shape(ref32[g.output].shape), returns=translated(g.returns)))
     report, grading = compare(s, learner, name, raw32, raw64, again, ref32, ref64)
     report.notes = notes + report.notes
     if unused:
@@ -1196,8 +1196,8 @@ def listing() -> list[dict]:
         out.append({
             "kind": g.kind, "class": g.hf_class, "forward": f"forward({', '.join(g.args)})",
             "model": g.default_model or _checkpoint_of(g.model_type),
-            "inputs": [f"{role}: {models.ROLES[role]}" if role in models.ROLES else _scores_input(role) for role in g.args],
-            "returns": g.returns, "steps": list(g.steps),
+            "inputs": [_role(role) if role in models.ROLES else _scores_input(role) for role in g.args],
+            "returns": _words(lambda g=g: translated(g.returns)), "steps": list(g.steps),
         })
     return out
 
@@ -1207,6 +1207,11 @@ def _checkpoint_of(model_type: str) -> Words:
         return _words(lambda: t("--model (a {model_type} checkpoint)", model_type=model_type))
     default = _causal_default()
     return _words(lambda: t("{model} when installed, else --model (a causal LM checkpoint)", model=default))
+
+
+def _role(role: str) -> Words:
+    """``x: hidden states (B, T, C): …``: a forward argument and what it is (models.ROLES)."""
+    return _words(lambda: t("{role}: {what}", role=role, what=translated(models.ROLES[role])))
 
 
 def _scores_input(role: str) -> Words:
@@ -1223,5 +1228,5 @@ def render_listing(console) -> None:
         console.print(Text(entry["kind"], style="bold") + Text(f"  {entry['class']}"), highlight=False)
         rows = [(t("model"), _in_view(entry["model"]), ""), (t("call"), entry["forward"], "")]
         rows += [(t("in") if j == 0 else "", _in_view(line), "") for j, line in enumerate(entry["inputs"])]
-        rows += [(t("out"), entry["returns"], ""), (t("steps"), ", ".join(entry["steps"]), "cyan")]
+        rows += [(t("out"), _in_view(entry["returns"]), ""), (t("steps"), ", ".join(entry["steps"]), "cyan")]
         _grid(console, rows)

@@ -3,7 +3,9 @@
 One catalogue, ``annotate/messages/zh-CN.json``: every message as the code writes it in English
 (``{name}`` for what is filled in) and its Chinese, in the terms of guides/zh-CN/glossary.md. The
 terminal views call ``t("…", name=value)``; the pages' scripts call their own ``t`` (annotate/i18n.js)
-on the same catalogue, which the page carries. Formulas, code, stage names, module and config
+on the same catalogue, which the page carries. Prose that is data, written once in a module's
+tables (what a graded kind's forward returns), is marked ``N_("…")`` where it is written and
+shown as ``translated(text)`` where it is shown, as gettext does. Formulas, code, stage names, module and config
 names, tokens and numbers are not messages: they read the same in both languages.
 
 Which language: ``--lang``, else the locale (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``, as
@@ -81,3 +83,14 @@ def t(message: str, /, **values) -> str:
     """``message`` in the current language, its ``{name}`` places filled from ``values``."""
     text = catalogue(current()).get(message, message)
     return text.format(**values) if values else text
+
+
+def N_(message: str) -> str:
+    """``message`` unchanged: marks prose kept in a table (annotate/models) for the catalogue;
+    the view shows it with ``translated``."""
+    return message
+
+
+def translated(text: str) -> str:
+    """``text`` (an ``N_`` message) in the current language."""
+    return catalogue(current()).get(text, text)

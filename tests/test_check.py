@@ -344,6 +344,17 @@ def test_list_says_each_kind_its_inputs_outputs_and_steps():
     assert "attention.output.LayerNorm" in out and "BertSelfAttention" in out and "the tokenizer's mask (B, T)" in out
 
 
+def test_list_as_json_is_english_data_and_the_view_speaks_chinese():
+    """--list --json: the kinds as data (English, whatever --lang); --lang zh-CN: what each input and
+    output is, in Chinese (annotate/models' N_ prose, through the catalogue)."""
+    code, out, _ = run("--list", "--json", "--lang", "zh-CN")
+    listed = json.loads(out)
+    assert code == 0 and [entry["kind"] for entry in listed] == list(grader.kinds())
+    assert not re.search(r"[\u4e00-\u9fff]", out) and "x: hidden states (B, T, C)" in listed[1]["inputs"][0]
+    code, out, _ = run("--list", "--lang", "zh-CN")
+    assert code == 0 and "分词器给出的掩码 (B, T)：真实词元为 1，填充为 0" in out and "the tokenizer's mask" not in out
+
+
 def test_every_kind_names_steps_of_its_architecture():
     """Each kind's steps are steps of its architecture (annotate/models/<type>.py STEPS, named
     without the layer's path), and its output and layouts are among them."""

@@ -41,7 +41,7 @@ def _python_messages() -> dict[str, list[str]]:
         for node in ast.walk(tree):
             func = getattr(node, "func", None)
             named_t = isinstance(node, ast.Call) and (
-                (isinstance(func, ast.Name) and func.id == "t")
+                (isinstance(func, ast.Name) and func.id in ("t", "N_"))  # N_: prose in a table, shown with translated()
                 or (isinstance(func, ast.Attribute) and func.attr == "t" and isinstance(func.value, ast.Name) and func.value.id == "i18n")
             )
             if named_t and path.name != "i18n.py":

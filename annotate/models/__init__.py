@@ -28,7 +28,8 @@ A family member imports its parent's file and overrides what differs (``renamed`
 steps with RoBERTa's class names), as transformers' modular files do. Nothing else in annotate/
 names a model type: it asks ``get(model_type)``.
 
-A leaf module: it imports no torch, no transformers and no other part of annotate, so that
+A leaf module: it imports no torch, no transformers and no other part of annotate (but
+annotate.i18n's ``N_``, which marks its prose for the message catalogue), so that
 ``annotate source`` (which reads files, never imports them) stays fast.
 """
 
@@ -39,6 +40,8 @@ import functools
 import importlib
 from collections.abc import Callable
 from types import ModuleType
+
+from annotate.i18n import N_
 
 # What a step is. The explorer sorts stages into the residual stream and its branches by these.
 KINDS = (
@@ -262,17 +265,17 @@ def get(model_type: str) -> Knowledge:
 # What each argument of a graded module's forward is (``Graded.call`` for the twin's module,
 # ``Graded.args`` for the learner's), by role.
 ROLES = {
-    "x": "hidden states (B, T, C): the module's input, from the real model run up to it",
-    "mask": "the tokenizer's mask (B, T): 1 for a real token, 0 for padding",
-    "mask4d": "the additive mask (B, 1, T, S): 0 where a query sees a key, the dtype's minimum where not",
-    "rope": "position_embeddings: (cos, sin) of each position's rotary angles, each (1, T, hs)",
-    "ids": "the token ids (B, T)",
-    "types": "the token type ids (B, T): all 0, one segment",
-    "positions": "the position ids (1, T); None: the module counts them itself",
-    "past": "the cache: None at the first token, then the (key, value) the previous call returned",
-    "memory": "the encoder's output (B, S, C): the source run through the real encoder, what cross-attention reads keys and values from",
-    "source_mask": "the source's tokenizer mask (B, S): 1 for a real source token, 0 for padding",
-    "source_mask4d": "the source's additive mask (B, 1, 1, S): 0 for a real source token, the dtype's minimum for padding",
+    "x": N_("hidden states (B, T, C): the module's input, from the real model run up to it"),
+    "mask": N_("the tokenizer's mask (B, T): 1 for a real token, 0 for padding"),
+    "mask4d": N_("the additive mask (B, 1, T, S): 0 where a query sees a key, the dtype's minimum where not"),
+    "rope": N_("position_embeddings: (cos, sin) of each position's rotary angles, each (1, T, hs)"),
+    "ids": N_("the token ids (B, T)"),
+    "types": N_("the token type ids (B, T): all 0, one segment"),
+    "positions": N_("the position ids (1, T); None: the module counts them itself"),
+    "past": N_("the cache: None at the first token, then the (key, value) the previous call returned"),
+    "memory": N_("the encoder's output (B, S, C): the source run through the real encoder, what cross-attention reads keys and values from"),
+    "source_mask": N_("the source's tokenizer mask (B, S): 1 for a real source token, 0 for padding"),
+    "source_mask4d": N_("the source's additive mask (B, 1, 1, S): 0 for a real source token, the dtype's minimum for padding"),
 }
 
 

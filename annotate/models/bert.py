@@ -346,6 +346,7 @@ CHART = Chart(
 # annotate check (annotate/grader.py): the modules of BERT a learner can write and have graded.
 
 from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+from annotate.i18n import N_
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged real checkpoint: the default model
 _SELF = ("query", "key", "value", "scores", "probs", "context")
@@ -370,18 +371,18 @@ def _feed_forward_branch(layer, h, args):
 GRADED = (
     Graded(
         "bert-embeddings", "BertEmbeddings", "embeddings", call=("ids", "types", "positions"), args=("ids", "types"),
-        returns="the embeddings (B, T, C): word + token type + position embeddings, then LayerNorm; the positions are yours to count",
+        returns=N_("the embeddings (B, T, C): word + token type + position embeddings, then LayerNorm; the positions are yours to count"),
         steps=("word_embeddings", "token_type_embeddings", "position_embeddings", "sum", "LayerNorm"), output="LayerNorm",
         layouts={"position_embeddings": "positions"}, default_model=MINILM,
     ),
     Graded(
         "bert-attention", "BertSelfAttention", "encoder.layer.{layer}.attention.self", call=("x", "mask"), args=("x", "mask"),
-        returns="the heads' context (B, T, C), before the output projection (or (context, probs), as transformers returns)",
+        returns=N_("the heads' context (B, T, C), before the output projection (or (context, probs), as transformers returns)"),
         steps=_SELF, output="context", layouts=_LAYOUTS, default_model=MINILM, attention="", qkv=("query", "key", "value"),
     ),
     Graded(
         "bert-layer", "BertLayer", "encoder.layer.{layer}", call=("x", "mask"), args=("x", "mask"),
-        returns="the layer's output (B, T, C): attention and feed-forward, each with its residual and LayerNorm (post-LN)",
+        returns=N_("the layer's output (B, T, C): attention and feed-forward, each with its residual and LayerNorm (post-LN)"),
         steps=(*(f"attention.self.{s}" for s in _SELF), "attention.output.dense", "attention.output.residual", "attention.output.LayerNorm",
                "intermediate.dense", "intermediate.intermediate_act_fn", "output.dense", "output.residual", "output.LayerNorm"),
         output="output.LayerNorm", layouts={f"attention.self.{k}": v for k, v in _LAYOUTS.items()}, default_model=MINILM,

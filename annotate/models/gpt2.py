@@ -255,6 +255,7 @@ CHART = Chart(
 # annotate check (annotate/grader.py): the modules of GPT-2 a learner can write and have graded.
 
 from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+from annotate.i18n import N_
 
 _ATTN = ("query", "key", "value", "scores", "probs", "context", "c_proj")
 _LAYOUTS = {"query": "heads", "key": "heads", "value": "heads", "scores": "scores", "probs": "probs"}
@@ -271,13 +272,13 @@ def _mlp_branch(block, h, args):
 GRADED = (
     Graded(
         "gpt2-attention", "GPT2Attention", "h.{layer}.attn", call=("x", "mask4d"), args=("x", "mask"),
-        returns="the attention's output (B, T, C), after c_proj (or (output, probs)); the causal mask is yours to apply",
+        returns=N_("the attention's output (B, T, C), after c_proj (or (output, probs)); the causal mask is yours to apply"),
         steps=_ATTN, output="c_proj", layouts=_LAYOUTS, causal=True, attention="",
         qkv=("c_attn[0]", "c_attn[1]", "c_attn[2]"), out_proj="c_proj",
     ),
     Graded(
         "gpt2-block", "GPT2Block", "h.{layer}", call=("x", "mask4d"), args=("x", "mask"),
-        returns="the block's output (B, T, C): x + attn(ln_1(x)), then + mlp(ln_2(.)) (pre-LN)",
+        returns=N_("the block's output (B, T, C): x + attn(ln_1(x)), then + mlp(ln_2(.)) (pre-LN)"),
         steps=("ln_1", *(f"attn.{s}" for s in _ATTN), "attn.residual", "ln_2", "mlp.c_fc", "mlp.act", "mlp.c_proj", "mlp.residual"),
         output="mlp.residual", layouts={f"attn.{k}": v for k, v in _LAYOUTS.items()}, causal=True, attention="attn",
         qkv=("attn.c_attn[0]", "attn.c_attn[1]", "attn.c_attn[2]"), out_proj="attn.c_proj", activation="mlp.act",
@@ -286,7 +287,7 @@ GRADED = (
     ),
     Graded(
         "gpt2-cache", "GPT2Attention", "h.{layer}.attn", call=("x", "mask4d", "past"), args=("x", "mask", "past"),
-        returns="(output (B, 1, C), (key, value)): one new token's output, and the cache's keys and values (B, nh, S, hs) so far",
+        returns=N_("(output (B, 1, C), (key, value)): one new token's output, and the cache's keys and values (B, nh, S, hs) so far"),
         steps=("key", "value", "c_proj"), output="c_proj", layouts={"key": "heads", "value": "heads"}, causal=True, incremental=True,
     ),
 )

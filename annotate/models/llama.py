@@ -146,6 +146,7 @@ CALL_PATH = ("LlamaAttention", "LlamaDecoderLayer", "LlamaModel", "LlamaMLP", "L
 # annotate check (annotate/grader.py): the modules of Llama a learner can write and have graded.
 
 from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+from annotate.i18n import N_
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the packaged real checkpoint: the default model
 _ATTN = ("q_proj", "k_proj", "v_proj", "q_rope", "k_rope", "scores", "probs", "context", "o_proj")
@@ -163,14 +164,14 @@ def _mlp_branch(layer, h, args):
 GRADED = (
     Graded(
         "llama-attention", "LlamaAttention", "layers.{layer}.self_attn", call=("x", "rope", "mask4d"), args=("x", "mask", "rope"),
-        returns="the attention's output (B, T, C), after o_proj (or (output, probs)); the rotation, the shared key/value heads "
-                "and the causal mask are yours",
+        returns=N_("the attention's output (B, T, C), after o_proj (or (output, probs)); the rotation, the shared key/value heads "
+                   "and the causal mask are yours"),
         steps=_ATTN, output="o_proj", layouts=_LAYOUTS, causal=True, default_model=SMOLLM2, attention="",
         qkv=("q_proj", "k_proj", "v_proj"), out_proj="o_proj",
     ),
     Graded(
         "llama-layer", "LlamaDecoderLayer", "layers.{layer}", call=("x", "mask4d", "rope"), args=("x", "mask", "rope"),
-        returns="the layer's output (B, T, C): x + attn(RMSNorm(x)), then + mlp(RMSNorm(.)) (pre-norm, SwiGLU)",
+        returns=N_("the layer's output (B, T, C): x + attn(RMSNorm(x)), then + mlp(RMSNorm(.)) (pre-norm, SwiGLU)"),
         steps=("input_layernorm", *(f"self_attn.{s}" for s in _ATTN), "self_attn.residual", "post_attention_layernorm",
                "mlp.gate_proj", "mlp.act_fn", "mlp.up_proj", "mlp.gated", "mlp.down_proj", "mlp.residual"),
         output="mlp.residual", layouts={f"self_attn.{k}": v for k, v in _LAYOUTS.items()}, causal=True, default_model=SMOLLM2,

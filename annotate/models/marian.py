@@ -187,6 +187,7 @@ CALL_PATH = ("MarianAttention", "MarianEncoderLayer", "MarianDecoderLayer", "Mar
 # annotate check (annotate/grader.py): the modules of Marian a learner can write and have graded.
 
 from annotate.models import Graded, Sublayer  # noqa: E402  (kept beside what uses it)
+from annotate.i18n import N_  # noqa: E402
 
 TRANSLATOR = "marian-numbers-en-zh"  # the packaged real translator (annotate/data/): the default model
 # Two English numbers and their Chinese numerals (as num2words and cn2an write them, the translator's
@@ -225,16 +226,16 @@ GRADED = (
     Graded(
         "marian-cross-attention", "MarianAttention", "decoder.layers.{layer}.encoder_attn", call=("x", "memory", None, "source_mask4d"),
         args=("x", "memory", "source_mask"),
-        returns="the cross-attention's output (B, T, C), after out_proj (or (output, probs)): queries from the decoder's x, "
-                "keys and values from the memory, the source's padding masked",
+        returns=N_("the cross-attention's output (B, T, C), after out_proj (or (output, probs)): queries from the decoder's x, "
+                   "keys and values from the memory, the source's padding masked"),
         steps=_ATTENTION_STEPS, output="out_proj", layouts=_CROSS_LAYOUTS, attention="", qkv=("q_proj", "k_proj", "v_proj"), out_proj="out_proj",
         cross={"": "key_value_states"}, **_INPUT,
     ),
     Graded(
         "marian-decoder-layer", "MarianDecoderLayer", "decoder.layers.{layer}", call=("x", "mask4d", "memory", "source_mask4d", None),
         args=("x", "mask", "memory", "source_mask"),
-        returns="the layer's output (B, T, C): LayerNorm(x + causal self-attention(x)), then LayerNorm(. + cross-attention(., memory)), "
-                "then LayerNorm(. + FFN(.)) (post-LN); the causal mask is yours to apply",
+        returns=N_("the layer's output (B, T, C): LayerNorm(x + causal self-attention(x)), then LayerNorm(. + cross-attention(., memory)), "
+                   "then LayerNorm(. + FFN(.)) (post-LN); the causal mask is yours to apply"),
         steps=(*(f"self_attn.{s}" for s in _ATTENTION_STEPS), "self_attn.residual", "self_attn_layer_norm",
                *(f"encoder_attn.{s}" for s in _ATTENTION_STEPS), "encoder_attn.residual", "encoder_attn_layer_norm", *_FEED_FORWARD),
         output="final_layer_norm",
@@ -248,7 +249,7 @@ GRADED = (
     ),
     Graded(
         "marian-encoder-layer", "MarianEncoderLayer", "encoder.layers.{layer}", call=("x", "mask4d"), args=("x", "mask"),
-        returns="the layer's output (B, S, C): LayerNorm(x + self-attention(x)), then LayerNorm(. + FFN(.)) (post-LN), over the source",
+        returns=N_("the layer's output (B, S, C): LayerNorm(x + self-attention(x)), then LayerNorm(. + FFN(.)) (post-LN), over the source"),
         steps=(*(f"self_attn.{s}" for s in _ATTENTION_STEPS), "self_attn.residual", "self_attn_layer_norm", *_FEED_FORWARD),
         output="final_layer_norm", layouts={f"self_attn.{k}": v for k, v in _SELF_LAYOUTS.items()},
         attention="self_attn", qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), out_proj="self_attn.out_proj",
