@@ -522,7 +522,7 @@ def explanations(trace) -> tuple[list[dict[str, Any]], list[int | None]]:
             "formula": e.formula,
             "hf": [_snippet(s) for s in e.hf],
             "twin": _snippet(e.twin) if e.twin is not None else None,
-            "note": e.note,
+            "note": e.note_shown,
         }
         key = json.dumps(entry, sort_keys=True)
         if key not in seen:

@@ -702,7 +702,7 @@ def explainer(trace):
         if e.formula:
             out.append(Text("    " + e.formula, style="italic"))
         hf = e.hf_location if e.hf else t("unknown ({note})", note=e.hf_note) if e.hf_note else t("unknown")
-        twin = e.twin_location if e.twin else t("not found ({note})", note=e.twin_note)
+        twin = e.twin_location if e.twin else t("not found ({note})", note=e.twin_note_shown)
         for line in (f"transformers: {hf}", t("twin: {where}", where=twin)):
             out.extend(Text(piece, style="dim") for piece in _wrap(line, width, indent="    "))
         return out

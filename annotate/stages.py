@@ -32,7 +32,7 @@ import difflib
 import functools
 from pathlib import Path
 
-from annotate import code, listing, models
+from annotate import code, i18n, listing, models
 from annotate.code import Def, order
 from annotate.errors import UserError
 from annotate.i18n import t
@@ -90,10 +90,21 @@ class Explanation:
     twin: Snippet | None
     hf_note: str = ""  # why transformers' side is unknown; for a family, whose entry it reuses
     twin_note: str = ""  # the twin class that runs an inherited method; or why the twin's side is missing
+    twin_runs: tuple[str, str] = ()  # (the twin class, the method it runs) where that is another class's
 
     @property
     def note(self) -> str:
         return "; ".join(filter(None, [self.hf_note, self.twin_note]))
+
+    @property
+    def twin_note_shown(self) -> str:
+        """``twin_note`` in the view's language (annotate.i18n)."""
+        return _twin_note(self.model_type, self.stage, self.twin_runs) if self.twin_note else ""
+
+    @property
+    def note_shown(self) -> str:
+        """``note`` in the view's language (transformers' side's note is the model file's, in English)."""
+        return t("{a}; {b}", a=self.hf_note, b=self.twin_note_shown) if self.hf_note and self.twin_note else self.hf_note or self.twin_note_shown
 
     @property
     def hf_location(self) -> str:
@@ -650,12 +661,21 @@ def explain(model_type: str, stage: str, model_class: str | None = None) -> Expl
     else:
         twin = None
     formula, hf, hf_note = hf_side(model_type, step_name)
+    runs: tuple[str, str] = ()
+    if twin is not None and found and preferred[0].cls != preferred[0].function.qualname.rsplit(".", 1)[0]:
+        runs = (preferred[0].cls, preferred[0].function.qualname)
     twin_note = ""
-    if twin is None:
-        twin_note = f"no record call in the {model_type} twin makes {stage!r}"
-    elif found and preferred[0].cls != preferred[0].function.qualname.rsplit(".", 1)[0]:
-        twin_note = f"the twin's {preferred[0].cls} runs {preferred[0].function.qualname}"
-    return Explanation(model_type, stage, step_name, formula, hf, twin, hf_note, twin_note)
+    if twin is None or runs:
+        with i18n.using("en"):  # the data's words; the views say it in their language (Explanation.twin_note_shown)
+            twin_note = _twin_note(model_type, stage, runs)
+    return Explanation(model_type, stage, step_name, formula, hf, twin, hf_note, twin_note, runs)
+
+
+def _twin_note(model_type: str, stage: str, runs: tuple[str, str]) -> str:
+    """Why the twin's side is another class's method (``runs``: (class, method)), or missing."""
+    if runs:
+        return t("the twin's {cls} runs {function}", cls=runs[0], function=runs[1])
+    return t("no record call in the {model_type} twin makes {stage!r}", model_type=model_type, stage=stage)
 
 
 def architectures_of(stage: str) -> list[str]:
@@ -738,9 +758,9 @@ def render(found: StageFound, console=None, twin: bool = True) -> None:
         return
     console.print()
     if e.twin is None:
-        console.print(Text(t("twin: {where}", where=t("not found ({note})", note=e.twin_note)), style="italic"), soft_wrap=True)
+        console.print(Text(t("twin: {where}", where=t("not found ({note})", note=e.twin_note_shown)), style="italic"), soft_wrap=True)
         return
     listing.show_lines(console, e.twin.path, e.twin.lines, t("twin: {name} (marked ❱: the record call and what computes its value)", name=e.twin.qualname),
                        folded=e.twin.folded, folded_for=e.twin.folded_for)
     if e.twin_note:
-        console.print(Text(f"({e.twin_note})", style="dim"), soft_wrap=True)
+        console.print(Text(f"({e.twin_note_shown})", style="dim"), soft_wrap=True)
