@@ -738,7 +738,7 @@ def document(title: str, styles: tuple[str, ...], script: str, payload: str, att
         f"<style>\n{''.join(_asset(name) for name in styles)}</style>\n</head>\n<body>\n"
         f'<div id="app"><noscript>{i18n.t("The explorer draws with JavaScript; turn it on to see the page.")}</noscript></div>\n'
         f'<script type="application/json" id="annotate-data">{payload}</script>\n'
-        f"{messages}{blob}<script>\n{_asset('i18n.js')}{_asset(script)}</script>\n</body>\n</html>\n"
+        f"{messages}{blob}<script>\n{_asset('i18n.js')}{_asset('page.js')}{_asset(script)}</script>\n</body>\n</html>\n"
     )
 
 

@@ -9,20 +9,8 @@
   const state = { step: N - 1, layer: "mean", head: "mean", scale: true };
 
   // ------------------------------------------------------------------------------------------
-  // Small helpers (as annotate/explorer.js has them).
+  // Small helpers (el, sv, the tip and withNodes are annotate/page.js's).
 
-  function el(tag, props, ...kids) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") e.className = v;
-      else if (k === "text") e.textContent = v;
-      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-      else e.setAttribute(k, v === true ? "" : v);
-    }
-    for (const kid of kids.flat()) if (kid !== null && kid !== undefined && kid !== false) e.append(kid instanceof Node ? kid : String(kid));
-    return e;
-  }
   const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(p >= 0.1 ? 1 : 2) : p === 0 ? "0" : (100 * p).toPrecision(2)) + "%";
   const bytes = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1048576).toFixed(2)} MB`);
   const tokName = (j) => `${j}:${D.tokens[j]}`;
@@ -30,20 +18,6 @@
   // the position's index after it (a <sub>) does not read as part of the fraction.
   const tokText = (j) => { const pc = D.pieces[j]; return pc ? [pc[0], el("sup", { class: "frac", text: `${pc[1]}/${pc[2]}` })] : [D.tokens[j]]; };
   const MONO = () => getComputedStyle(document.body).getPropertyValue("--mono");
-  const tip = el("div", { id: "tip" });
-  function showTip(ev, text) {
-    tip.textContent = text;
-    tip.style.display = "block";
-    const w = tip.offsetWidth, h = tip.offsetHeight;
-    let x = ev.clientX + 14, y = ev.clientY + 14;
-    if (x + w > window.innerWidth - 4) x = ev.clientX - w - 10;
-    if (y + h > window.innerHeight - 4) y = ev.clientY - h - 10;
-    tip.style.left = x + "px";
-    tip.style.top = y + "px";
-  }
-  const hideTip = () => (tip.style.display = "none");
-  // A message with elements in it: the text places are filled (by t); each {name} left becomes nodes[name].
-  const withNodes = (text, nodes) => text.split(/\{(\w+)\}/).map((part, x) => (x % 2 ? nodes[part] : part)).filter((part) => part !== "");
 
   // ColorBrewer "Blues" (white to navy), as 256 RGB entries: the trace's explorer's scale.
   const STOPS = [[247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214], [66, 146, 198], [33, 113, 181], [8, 81, 156], [8, 48, 107]];

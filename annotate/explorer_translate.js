@@ -4,17 +4,6 @@
   const D = JSON.parse(document.getElementById("annotate-data").textContent);
   const app = document.getElementById("app");
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) if (child !== null && child !== undefined) node.append(child);
-    return node;
-  }
-
   function tokens(list, side) {
     return el("div", { class: "tokens" }, ...list.map((tok, i) => el("span", { class: "tok", "data-side": side, "data-i": i }, tok, el("sub", { text: String(i) }))));
   }
