@@ -180,12 +180,18 @@ def _clip(s: str, width: int) -> str:
 
 def _lines(words: list[str], width: int, indent: str = "", sep: str = "  ") -> list[str]:
     """Words joined by ``sep`` and wrapped at ``width`` display columns (a word is never split)."""
+    return _fill([(sep, word) for word in words], width, indent)
+
+
+def _fill(pieces: list[tuple[str, str]], width: int, indent: str = "") -> list[str]:
+    """(glue, piece) pairs laid into lines of at most ``width`` display columns, each line after
+    ``indent``: a piece is never split, and the glue before a line's first piece is dropped."""
     lines, line = [], ""
-    for word in words:
-        candidate = word if not line else line + sep + word
+    for glue, piece in pieces:
+        candidate = piece if not line else line + glue + piece
         if line and cell_len(indent + candidate) > width:
             lines.append(indent + line)
-            line = word
+            line = piece
         else:
             line = candidate
     if line:
@@ -250,17 +256,7 @@ def _wrap(text: str, width: int, indent: str = "", whole: tuple[str, ...] = ()) 
             kept.append([phrase[0][0], whole, True])
         else:
             kept.extend(phrase)
-    lines, line = [], ""
-    for glue, piece, _ in kept:
-        candidate = piece if not line else line + glue + piece
-        if line and cell_len(indent + candidate) > width:
-            lines.append(indent + line)
-            line = piece
-        else:
-            line = candidate
-    if line:
-        lines.append(indent + line)
-    return [line.replace("\u00a0", " ") for line in lines]
+    return [line.replace("\u00a0", " ") for line in _fill([(glue, piece) for glue, piece, _ in kept], width, indent)]
 
 
 def _rule(title: str, width: int) -> Text:

@@ -32,6 +32,7 @@ from rich.text import Text
 from annotate import i18n, models
 from annotate.errors import UserError
 from annotate.i18n import t
+from annotate.render import _lines
 
 WIDTH = 80
 DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "eos_token_id": None, "pad_token_id": None}  # transformers' global ones
@@ -288,19 +289,6 @@ def _byte_level() -> dict[str, int]:
 BYTE_LEVEL = _byte_level()
 
 
-def _wrapped(words: list[str], width: int) -> list[str]:
-    """Words joined by two spaces, wrapped at ``width`` columns (a word is never split)."""
-    lines, line = [], ""
-    for word in words:
-        candidate = f"{line}  {word}" if line else word
-        if line and cell_len(candidate) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    return [*lines, line] if line else lines
-
-
 def _pad(value: str, width: int, left: bool = False) -> str:
     gap = " " * max(0, width - cell_len(value))
     return value + gap if left else gap + value
@@ -377,7 +365,7 @@ def _row(cells: list[tuple[str, int]], rest: list[str], width: int, style: str =
         step, token = "", ""
     tail = " ".join(_pad(value, w) for value, w in numbers)
     indent = ws + 1 + wt + 1 + cell_len(tail) + 2
-    lines = _wrapped(rest, width - indent) or [""]
+    lines = _lines(rest, width - indent) or [""]
     out.append(Text.assemble(_pad(step, ws) + " ", (_pad(token, wt, left=True), "bold"), " " + tail + "  " + lines[0], style=style))
     out += [Text(" " * indent + line, style="dim") for line in lines[1:]]
     return out
