@@ -909,9 +909,11 @@ class Report:
         from rich.table import Table
         from rich.text import Text
 
+        from annotate.render import styled
+
         file, _, cls = self.learner.rpartition("::")
-        head = [Text.assemble(*_filled(t("{learner}{file} as {kind}"), learner=Text(cls or self.learner, style="bold"),
-                                       file=Text(f" ({file})" if file else ""), kind=Text(self.kind, style="bold"))),
+        head = [styled(t("{learner}{file} as {kind}"), learner=Text(cls or self.learner, style="bold"),
+                       file=Text(f" ({file})" if file else ""), kind=Text(self.kind, style="bold")),
                 Text(t("against {what}", what=self.title())),
                 Text(t("input: {inputs}", inputs=_in_view(self.inputs)), style="dim")]
         for line in head:  # wrapped as the grid's text is: between Chinese characters too, not only at spaces
@@ -972,14 +974,6 @@ class Report:
                 f"{e(self.title())}<br><span style='color:#6e7781'>input: {e(self.inputs)}</span></p>"
                 f"<table><tr><th>step</th><th>verdict</th><th>max|diff|</th><th></th></tr>{rows}</table>{extra}{diagnosis}"
                 f"<p><b>verdict:</b> <span style='color:{color[self.verdict]}'>{e(self.verdict)}</span></p></div>")
-
-
-def _filled(template: str, **parts) -> list:
-    """``template``'s text with each ``{name}`` replaced by ``parts[name]`` (a rich Text), for Text.assemble."""
-    out: list = []
-    for piece in re.split(r"(\{\w+\})", template):
-        out.append(parts[piece[1:-1]] if piece.startswith("{") and piece[1:-1] in parts else piece)
-    return [p for p in out if p != ""]
 
 
 def _diff_text(d: float | None) -> str:

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Iterator
 
 from rich.cells import cell_len
@@ -257,6 +258,15 @@ def _wrap(text: str, width: int, indent: str = "", whole: tuple[str, ...] = ()) 
         else:
             kept.extend(phrase)
     return [line.replace("\u00a0", " ") for line in _fill([(glue, piece) for glue, piece, _ in kept], width, indent)]
+
+
+def styled(template: str, style: str = "", **parts: Text | tuple[str, str]) -> Text:
+    """A translated message whose ``{name}`` places hold styled text: ``template`` as t() gives it
+    (the places left as they are: ``t("prompt: {prompt} ({n} tokens)", prompt="{prompt}", n=3)``),
+    each place filled with ``parts[name]`` (a Text, or (text, style)), the rest in ``style``. The
+    places move with the language's word order."""
+    pieces = [parts[p[1:-1]] if p[1:-1] in parts and p.startswith("{") else (p, style) for p in re.split(r"(\{\w+\})", template) if p]
+    return Text.assemble(*pieces)
 
 
 def _rule(title: str, width: int) -> Text:

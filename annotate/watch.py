@@ -32,7 +32,7 @@ from rich.text import Text
 from annotate import i18n, models
 from annotate.errors import UserError
 from annotate.i18n import t
-from annotate.render import _lines
+from annotate.render import _lines, styled
 
 WIDTH = 80
 DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "eos_token_id": None, "pad_token_id": None}  # transformers' global ones
@@ -303,16 +303,6 @@ def _clip(text: str, width: int) -> str:
     return text + "…"
 
 
-_MARK = "\x00"  # where a message's styled value goes (_assembled)
-
-
-def _assembled(message: str, value: tuple[str, str], style: str = "") -> Text:
-    """A translated ``message`` (formatted with ``_MARK`` for its one styled place) as a Text, the
-    styled ``value`` where the mark is: the place moves with the language's word order."""
-    before, _, after = message.partition(_MARK)
-    return Text.assemble((before, style), value, (after, style))
-
-
 def _listed(items) -> str:
     """Items of a list, joined as the language joins them (Chinese: the enumeration comma 、)."""
     return ("、" if i18n.current() == "zh-CN" else ", ").join(items)
@@ -336,9 +326,9 @@ def _header(gen: Generation, width: int) -> list[Text]:
         out.append(Text(t("greedy: each step takes the likeliest token")))
     prompt = (_shown(gen.prompt), "bold")
     if gen.chat:
-        out.append(_assembled(t("user: {prompt} (through the chat template: {n} tokens)", prompt=_MARK, n=len(gen.prompt_ids)), prompt))
+        out.append(styled(t("user: {prompt} (through the chat template: {n} tokens)", prompt="{prompt}", n=len(gen.prompt_ids)), prompt=prompt))
     else:
-        out.append(_assembled(t("prompt: {prompt} ({n} tokens)", prompt=_MARK, n=len(gen.prompt_ids)), prompt))
+        out.append(styled(t("prompt: {prompt} ({n} tokens)", prompt="{prompt}", n=len(gen.prompt_ids)), prompt=prompt))
     if gen.processors:
         out.append(Text(t("p: after the processors (sampled from) · model: before them · kept: tokens left"), style="dim"))
     out.append(Text(""))
@@ -394,7 +384,7 @@ def show(watch: Watch, console: Console, attention: bool = False) -> Generation:
     end = t("stopped at the end-of-text token after {n} new tokens", n=n) if gen.stopped_at_eos else t("{n} new tokens", n=n)
     console.print(Text(end, style="dim"))
     if gen.chat:  # the template's own text is markup, not the conversation: the reply alone
-        console.print(_assembled(t("assistant: {reply}", reply=_MARK), (gen.text, "bold"), style="dim"))
+        console.print(styled(t("assistant: {reply}"), style="dim", reply=(gen.text, "bold")))
     else:
         console.print(Text.assemble((gen.prompt, "dim"), (gen.text, "bold")))
     return gen
