@@ -626,26 +626,28 @@ def test_chinese_page(b, minilm, gpt2_lens, tmp_path):
 
 
 def test_gpt2_scores_fold_the_other_versions_lines(b, gpt2, tmp_path):
-    """GPT-2's scores under transformers 5.x: the twin's branch for 4.57 (`elif versions.V4:`) does
-    not run here, so its lines sit folded under one labelled row, hidden until it is opened."""
+    """GPT-2's scores switch on versions.V4: the installed version's branch is shown, the other
+    version's lines sit folded under one labelled row, hidden until it is opened. Under 5.x the
+    folded lines are 4.57's (`elif versions.V4:`); under 4.57, 5.x's product with self.scaling."""
     from reimpl import versions
 
-    if versions.V4:
-        pytest.skip("under transformers 4.57 the twin's versions.V4 branch is the one that runs")
+    other, other_line, mine = ("5.x", "* self.scaling", "elif versions.V4:") if versions.V4 else ("4\\.57", "versions.V4", None)
     page = opened(b, written(gpt2, tmp_path))
     click_stage(page, gpt2.stage("transformer.h.0.attn.scores"))
     twin = page.locator("#source-panel .source").filter(has_text="reimpl/gpt2.py")
     assert twin.count() == 1
     shown = lambda: twin.locator("pre.code .l:visible").all_inner_texts()  # noqa: E731
-    assert shown() and not any("versions.V4" in line for line in shown())
+    assert shown() and not any(other_line in line for line in shown())
+    if mine:
+        assert any(mine in line for line in shown())
     fold = twin.locator(".l.fold")
-    assert fold.count() == 1 and re.search(r"\d+ lines that run only under transformers 4\.57 \(not here\)", fold.inner_text())
+    assert fold.count() == 1 and re.search(rf"\d+ lines that run only under transformers {other} \(not here\)", fold.inner_text())
     assert twin.locator(".fold-body").get_attribute("hidden") is not None
-    assert any("versions.V4" in line for line in twin.locator(".fold-body .l.other").all_text_contents())
+    assert any(other_line in line for line in twin.locator(".fold-body .l.other").all_text_contents())
     fold.click()
-    assert any("versions.V4" in line for line in shown())
+    assert any(other_line in line for line in shown())
     fold.click()
-    assert not any("versions.V4" in line for line in shown())
+    assert not any(other_line in line for line in shown())
 
 
 # --- what a modern decoder adds: RMSNorm, RoPE, grouped-query attention, SwiGLU's gate ---------------
